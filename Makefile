@@ -1,0 +1,29 @@
+# Two commands do all set-up on a fresh machine:
+#   make study   creates .venv, installs the pinned set, runs the main job
+#   make test    creates/uses .venv and runs the tests
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: study test test-fast bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(BIN)/study trial search_spaces/quickstart.yaml --strategy upsample
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=10
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/data_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

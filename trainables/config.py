@@ -1,0 +1,141 @@
+"""A trial's configuration, validated with pydantic. Bad values stop with one :class:`ConfigError`
+whose message names the field (``epochs: Input should be greater than or equal to 1``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .data import SOURCES
+from .data.augment import AUGMENTS
+from .errors import ConfigError
+from .models import MODELS
+from .registry import Registry
+from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
+
+METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
+                "specificity", "pr_auc")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def _in(registry: Registry, value: str) -> str:
+    if value not in registry:
+        raise ValueError(f"unknown {registry.kind} {value!r}; registered: {', '.join(registry)}")
+    return value
+
+
+class SyntheticConfig(_Strict):
+    """Parameters of the built-in generator (:mod:`trainables.data.synthetic`)."""
+
+    n: int = Field(3000, ge=30)
+    seed: int = 0
+    difficulty: float = Field(1.0, gt=0)
+    shares: dict[str, float] | None = None
+    images_per_patient: float = Field(3.0, ge=1)
+
+
+class DataConfig(_Strict):
+    """Where the images come from, their sizes, and how they are split."""
+
+    source: str = "synthetic"
+    path: Path | None = None
+    metadata: list[Path] = []
+    class_names: list[str] | None = None
+    load_size: int = Field(36, ge=8)
+    image_size: int = Field(32, ge=8)
+    channels: Literal[1, 3] = 1
+    positive_class: str = "covid"
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    split_seed: int = 0
+    strict: bool = False
+    cache_dir: Path | None = None
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    _source = field_validator("source")(lambda v: _in(SOURCES, v))
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DataConfig:
+        if self.image_size > self.load_size:
+            raise ValueError(f"image_size ({self.image_size}) must be <= load_size ({self.load_size})")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
+
+
+class TrialConfig(_Strict):
+    """Everything one trial needs. ``strategy`` names a preset whose knobs fill the strategy
+    dimensions (``sampler``, ``loss``, ``augment``, ...) that the config does not set itself."""
+
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: str = "simple_cnn"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    optimizer: str = "adam"
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    lr_policy: str = "constant"
+    strategy: str | None = None
+    sampler: str = "uniform"
+    loss: str = "ce"
+    augment: str = "none"
+    monitor: str = "val/balanced_accuracy"
+    monitor_mode: Literal["max", "min"] = "max"
+    test_every_epoch: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16"] = "off"
+    channels_last: bool = False
+    num_threads: int | None = Field(None, ge=1)
+
+    _model = field_validator("model")(lambda v: _in(MODELS, v))
+    _optimizer = field_validator("optimizer")(lambda v: _in(OPTIMIZERS, v))
+    _lr_policy = field_validator("lr_policy")(lambda v: _in(LR_POLICIES, v))
+    _sampler = field_validator("sampler")(lambda v: _in(SAMPLERS, v))
+    _loss = field_validator("loss")(lambda v: _in(LOSSES, v))
+    _augment = field_validator("augment")(lambda v: _in(AUGMENTS, v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("strategy") is not None:
+            name = values["strategy"]
+            if name not in PRESETS:
+                raise ValueError(f"strategy: unknown strategy preset {name!r}; registered: "
+                                 f"{', '.join(PRESETS)}")
+            values = {**PRESETS.get(name), **values}
+        return values
+
+    @field_validator("monitor")
+    @classmethod
+    def _monitor(cls, v: str) -> str:
+        split, _, name = v.partition("/")
+        if split not in ("train", "val") or not (name in METRIC_NAMES or name.startswith("recall_")):
+            raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
+                             f"recall_<class>, got {v!r}")
+        return v
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One message, one line per problem, each starting with its dotted field path."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in (*([prefix] if prefix else []), *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}" if path else msg)
+    return "; ".join(lines)
+
+
+def parse_config(config: dict | TrialConfig) -> TrialConfig:
+    """Validate a trial config dict, raising :class:`ConfigError` that names the field."""
+    if isinstance(config, TrialConfig):
+        return config
+    try:
+        return TrialConfig.model_validate(config)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None

@@ -1,0 +1,8 @@
+"""Strategy dimensions, each a registry by name, and the named presets that combine them."""
+from .losses import LOSSES
+from .lr_policies import LR_POLICIES
+from .optimizers import OPTIMIZERS
+from .presets import PRESETS
+from .samplers import SAMPLERS
+
+__all__ = ["LOSSES", "LR_POLICIES", "OPTIMIZERS", "PRESETS", "SAMPLERS"]

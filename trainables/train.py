@@ -1,0 +1,264 @@
+"""One trial: train a model with one strategy, evaluate every epoch, report and checkpoint.
+
+``run(config, report)`` is the whole trial. It knows nothing of Ray or MLflow: the study engine
+wraps ``report`` (metrics dict + checkpoint folder, once per epoch) and passes the checkpoint folder
+back in to resume. Every random source comes from ``config["seed"]`` through separate streams
+(model init, dropout, data order, augmentation), so the same seed gives the same numbers on CPU,
+and strategies that differ in one dimension still share the others' randomness (paired seeds).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrialConfig, parse_config
+from .data import ImageArrays, load_arrays, split_by_patient
+from .data.augment import AUGMENTS, centre_crop
+from .errors import TrainingDiverged
+from .metrics import classification_metrics, resolve_class
+from .models import build_model, normalisation
+from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
+from .strategies.lr_policies import LRPolicy
+
+Report = Callable[[dict, str | None], None]
+CHECKPOINT_FILE = "trial.pt"
+STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3}
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for one named random stream of a trial seed."""
+    return int(np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class SplitTensors:
+    """One split's uint8 images and labels, resident on the trial's device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def of(cls, arrays: ImageArrays, index: np.ndarray, device: torch.device) -> SplitTensors:
+        return cls(torch.from_numpy(arrays.images[index]).to(device),
+                   torch.from_numpy(arrays.labels[index]).to(device))
+
+
+@dataclass
+class Trial:
+    """Everything the epoch functions share; built once per ``run``."""
+
+    cfg: TrialConfig
+    device: torch.device
+    class_names: list[str]
+    positive: int
+    splits: dict[str, SplitTensors]
+    model: nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    policy: LRPolicy
+    loss_fn: Callable
+    data_gen: torch.Generator
+    aug_gen: torch.Generator
+    train_labels_cpu: torch.Tensor
+    sample_weights: torch.Tensor | None = None  # per-sample weights hook (dynamic strategies)
+    epoch: int = 0
+    best: dict = field(default_factory=dict)  # monitor value, epoch, val metrics, model state
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
+
+
+def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
+    """Split the data, move it to the device once, and build model, optimiser and strategy parts."""
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    positive = resolve_class(arrays.class_names, cfg.data.positive_class)
+    index = split_by_patient(arrays, cfg.data.val_fraction, cfg.data.test_fraction,
+                             cfg.data.split_seed)
+    splits = {s: SplitTensors.of(arrays, idx, device) for s, idx in index.items()}
+    channels = arrays.images.shape[1]
+
+    torch.manual_seed(stream_seed(cfg.seed, "init"))
+    model = build_model(cfg.model, arrays.num_classes, channels).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    torch.manual_seed(stream_seed(cfg.seed, "dropout"))
+    mean, std = (t.to(device) for t in normalisation(cfg.model, channels))
+
+    train_labels = torch.from_numpy(arrays.labels[index["train"]])
+    probe = SAMPLERS.get(cfg.sampler)(train_labels, arrays.num_classes, torch.Generator(), None)
+    steps_per_epoch = math.ceil(len(probe) / cfg.batch_size)
+    optimizer = OPTIMIZERS.get(cfg.optimizer)(
+        [p for p in model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, cfg.momentum)
+    return Trial(
+        cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
+        model=model, mean=mean, std=std, optimizer=optimizer,
+        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch),
+        loss_fn=LOSSES.get(cfg.loss)(torch.bincount(train_labels, minlength=arrays.num_classes)),
+        data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
+        aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
+        train_labels_cpu=train_labels,
+    )
+
+
+def train_one_epoch(t: Trial) -> dict[str, float]:
+    """One pass over the sampler's order: batched device-side augmentation, one step per batch."""
+    cfg, train = t.cfg, t.splits["train"]
+    augment = AUGMENTS.get(cfg.augment)
+    t.model.train()
+    order = SAMPLERS.get(cfg.sampler)(t.train_labels_cpu, len(t.class_names), t.data_gen,
+                                      t.sample_weights).to(t.device)
+    loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
+    correct = torch.zeros((), device=t.device, dtype=torch.int64)
+    seen = 0
+    start = time.perf_counter()
+    for i in range(0, len(order), cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        if len(idx) < 2:  # BatchNorm cannot train on a single sample; it is seen next epoch
+            continue
+        x = t.inputs(augment(train.images[idx].float().div_(255), cfg.data.image_size, t.aug_gen))
+        y = train.labels[idx]
+        with t.autocast():
+            logits = t.model(x)
+        weights = None if t.sample_weights is None else t.sample_weights.to(t.device)[idx]
+        loss = t.loss_fn(logits.float(), y, sample_weight=weights)
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t.optimizer.step()
+        t.policy.after_batch()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(idx)
+    mean_loss = float(loss_sum) / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"training loss is {mean_loss} at epoch {t.epoch + 1}; "
+                               f"lower lr (now {cfg.lr:g}) or check the data")
+    return {"train/loss": mean_loss, "train/accuracy": float(correct) / max(seen, 1),
+            "train/lr": t.policy.lr(), "train/epoch_seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(t: Trial, split: str, model: nn.Module | None = None) -> dict[str, float | list]:
+    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics."""
+    model = model or t.model
+    model.eval()
+    data = t.splits[split]
+    probs, loss_sum = [], 0.0
+    for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
+        x = t.inputs(centre_crop(data.images[i:i + 4 * t.cfg.batch_size].float().div_(255),
+                                 t.cfg.data.image_size))
+        with t.autocast():
+            logits = model(x).float()
+        y = data.labels[i:i + len(x)]
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        probs.append(torch.softmax(logits, 1).cpu())
+    p = torch.cat(probs).numpy().astype(np.float64)
+    metrics = classification_metrics(data.labels.cpu().numpy(), p, loss_sum / len(p),
+                                     t.class_names, t.positive)
+    return {f"{split}/{k}": v for k, v in metrics.items()}
+
+
+def _improved(t: Trial, value: float) -> bool:
+    if not t.best:
+        return True
+    return value > t.best["value"] if t.cfg.monitor_mode == "max" else value < t.best["value"]
+
+
+def _best_model(t: Trial) -> nn.Module:
+    model = build_model(t.cfg.model, len(t.class_names), t.splits["train"].images.shape[1])
+    model.load_state_dict(t.best["state"])
+    return model.to(t.device)
+
+
+def save_checkpoint(t: Trial, folder: Path) -> None:
+    torch.save({
+        "epoch": t.epoch,
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "policy": t.policy.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if t.device.type == "cuda" else [],
+        "data_gen": t.data_gen.get_state(),
+        "aug_gen": t.aug_gen.get_state(),
+        "sample_weights": t.sample_weights,
+        "best": t.best,
+    }, folder / CHECKPOINT_FILE)
+
+
+def load_checkpoint(t: Trial, folder: str | Path) -> None:
+    state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=t.device, weights_only=True)
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.policy.load_state_dict(state["policy"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] and t.device.type == "cuda":
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    t.data_gen.set_state(state["data_gen"].cpu())
+    t.aug_gen.set_state(state["aug_gen"].cpu())
+    t.sample_weights = state["sample_weights"]
+    t.best = state["best"]
+    t.epoch = state["epoch"]
+
+
+def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path | None = None,
+        data: ImageArrays | None = None) -> dict:
+    """Train one trial for ``config["epochs"]`` epochs, calling ``report(metrics, checkpoint_dir)``
+    after each. ``data`` are prepared arrays (else loaded from ``config["data"]``, cached);
+    ``checkpoint_dir`` resumes a trial. Returns the last epoch's metrics.
+
+    Every epoch reports ``train/*`` and ``val/*``; the last epoch (or every epoch with
+    ``test_every_epoch``) adds ``test/*`` for the final model and ``best/val/*``, ``best/test/*``
+    and ``best/epoch`` for the model of the best ``monitor`` epoch.
+    """
+    cfg = parse_config(config)
+    t = build_trial(cfg, data if data is not None else load_arrays(cfg.data))
+    if checkpoint_dir is not None:
+        load_checkpoint(t, checkpoint_dir)
+    metrics: dict = {}
+    while t.epoch < cfg.epochs:
+        metrics = train_one_epoch(t)
+        val = evaluate(t, "val")
+        t.policy.after_epoch(val)
+        t.epoch += 1
+        metrics |= val
+        if _improved(t, val[cfg.monitor]):
+            t.best = {"value": val[cfg.monitor], "epoch": t.epoch,
+                      "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()},
+                      "val": {k: v for k, v in val.items() if not isinstance(v, list)}}
+        if t.epoch == cfg.epochs or cfg.test_every_epoch:
+            best_test = evaluate(t, "test", _best_model(t))
+            metrics |= evaluate(t, "test")
+            metrics |= {f"best/{k}": v for k, v in (t.best["val"] | best_test).items()}
+            metrics["best/epoch"] = t.best["epoch"]
+        metrics["epoch"] = t.epoch
+        folder = Path(tempfile.mkdtemp(prefix="cxr-ckpt-"))
+        try:
+            save_checkpoint(t, folder)
+            report(metrics, str(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return metrics
