@@ -14,13 +14,13 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(BIN)/study trial search_spaces/quickstart.yaml --strategy upsample
+	$(BIN)/study run search_spaces/quickstart.yaml --resume
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --durations=10
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=10
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/data_path.py

@@ -11,7 +11,8 @@ import yaml
 
 from trainables.errors import ConfigError, DataError
 
-from .spec import SpecError, load_spec, trial_config
+from .errors import SpecError, StudyError, StudyInterrupted, TrackingError
+from .spec import load_spec, trial_config
 from .synth import write_synthetic
 
 
@@ -30,13 +31,6 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for k, v in extra.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
 def cmd_synth(args: argparse.Namespace) -> None:
     out = write_synthetic(args.out, args.n, args.seed, args.size, args.difficulty)
     print(f"wrote {args.n} images to {out} (metadata: {out / 'metadata.txt'})")
@@ -46,10 +40,8 @@ def cmd_trial(args: argparse.Namespace) -> None:
     from trainables.train import run  # torch import is slow; only commands that train pay for it
 
     spec = load_spec(args.spec)
-    overrides = _parse_set(args.set)
-    spec_with = _merge(spec, {"data": overrides.pop("data")}) if "data" in overrides else spec
-    strategy = args.strategy or next(iter(spec.get("strategies") or {"control": "control"}))
-    config = trial_config(spec_with, strategy, args.seed, overrides)
+    strategy = args.strategy or next(iter(spec.strategies))
+    config = trial_config(spec, strategy, args.seed, _parse_set(args.set))
     print(f"trial: strategy={strategy} seed={args.seed} model={config['model']} "
           f"epochs={config['epochs']} sampler={config['sampler']} loss={config['loss']} "
           f"augment={config['augment']}", flush=True)
@@ -64,6 +56,26 @@ def cmd_trial(args: argparse.Namespace) -> None:
     final = run(config, report)
     summary = {k: round(v, 4) for k, v in final.items() if k.startswith("test/") and isinstance(v, float)}
     print("test:", json.dumps(summary))
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: ok — study {spec.name!r}, {len(spec.strategies)} strategies "
+          f"({', '.join(spec.strategies)}), {spec.search.samples_per_strategy} samples each, "
+          f"{spec.epochs} epochs, scheduler {spec.scheduler.type}, tracking {spec.tracking.uri}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from .launch import print_summary, run_search, study_dir
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    summary = run_search(spec, resume=args.resume, fresh=args.fresh)
+    print_summary(summary, spec)
+    print(f"\nsummary: {study_dir(spec) / 'search_summary.json'}")
+    if spec.tracking.uri.startswith("sqlite:///"):
+        print(f"browse the runs: mlflow ui --backend-store-uri {spec.tracking.uri}")
+    else:
+        print(f"browse the runs: {spec.tracking.uri}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +99,26 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a config value, e.g. --set epochs=2 --set data.synthetic.n=600")
     trial.set_defaults(fn=cmd_trial)
 
+    validate = sub.add_parser("validate", help="check a spec without running anything")
+    validate.add_argument("spec")
+    validate.set_defaults(fn=cmd_validate)
+
+    runp = sub.add_parser("run", help="search every strategy of a spec on Ray Tune, tracked in MLflow")
+    runp.add_argument("spec")
+    runp.add_argument("--resume", action="store_true",
+                      help="continue an interrupted study (starts it if there is nothing to resume)")
+    runp.add_argument("--fresh", action="store_true", help="delete this study's previous search first")
+    runp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a spec value, e.g. --set search.samples_per_strategy=2")
+    runp.set_defaults(fn=cmd_run)
+
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (SpecError, ConfigError, DataError) as exc:
+    except StudyInterrupted as exc:
+        print(f"study: {exc}", file=sys.stderr)
+        return 130
+    except (SpecError, ConfigError, DataError, TrackingError, StudyError) as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return 2
     return 0

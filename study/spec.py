@@ -1,53 +1,284 @@
-"""Study spec files (YAML) and the trial configs they describe."""
+"""Study specs: a pydantic-validated YAML document describing a fair search over strategies.
+
+Every problem is reported as one :class:`SpecError` whose lines each start with the YAML path at
+fault (``search.space.lr.loguniform: low must be > 0``), before anything runs.
+"""
 from __future__ import annotations
 
+import copy
+import math
+import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainables.config import parse_config
+from trainables.config import DataConfig, TrialConfig, format_validation_error, parse_config
+from trainables.errors import ConfigError
 from trainables.strategies import PRESETS
 
+from .errors import SpecError
 
-class SpecError(ValueError):
-    """A spec file cannot be used; the message names the file and the field."""
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+# Trial config keys a spec sets elsewhere than in ``training``.
+NOT_TRAINING = {"data", "model", "seed", "strategy", "sampler", "loss", "augment"}
 
 
-def load_spec(path: str | Path) -> dict[str, Any]:
-    """Read a YAML spec, with one clear error for a missing or malformed file."""
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Distribution(_Strict):
+    """One searchable value: exactly one of ``loguniform: [low, high]``, ``uniform: [low, high]``,
+    ``int: [low, high]`` (inclusive) or ``choice: [a, b, ...]``."""
+
+    loguniform: list[float] | None = None
+    uniform: list[float] | None = None
+    int: list[int] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Distribution:
+        given = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(DISTRIBUTIONS)} (got {given or 'none'})")
+        return self
+
+    @field_validator("loguniform", "uniform", "int")
+    @classmethod
+    def _bounds(cls, v: list | None, info) -> list | None:
+        if v is None:
+            return v
+        if len(v) != 2:
+            raise ValueError("expected [low, high]")
+        low, high = v
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("bounds must be finite")
+        if info.field_name == "loguniform" and low <= 0:
+            raise ValueError("low must be > 0")
+        if low >= high:
+            raise ValueError(f"low ({low}) must be < high ({high})")
+        return v
+
+    @field_validator("choice")
+    @classmethod
+    def _choices(cls, v: list | None) -> list | None:
+        if v is not None and not v:
+            raise ValueError("choice needs at least one value")
+        return v
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    @property
+    def args(self) -> list:
+        return getattr(self, self.kind)
+
+    def examples(self) -> list:
+        """Values that span the distribution (bounds, or every choice), checked before any run."""
+        return list(self.args)
+
+
+class SearchConfig(_Strict):
+    space: dict[str, Distribution] = {}
+    strategy_space: dict[str, dict[str, Distribution]] = {}
+    samples_per_strategy: int = Field(8, ge=1)
+    metric: str = "val/balanced_accuracy"
+    mode: Literal["max", "min"] = "max"
+    sampler: Literal["tpe"] = "tpe"
+    seed: int = 0
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class SchedulerConfig(_Strict):
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class ResourcesConfig(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class TrackingConfig(_Strict):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+
+
+class RayConfig(_Strict):
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+    num_gpus: int | None = Field(None, ge=0)
+    object_store_memory: int | None = Field(None, ge=78643200)
+
+
+class FailureSpec(_Strict):
+    max_failures: int = Field(1, ge=-1)
+
+
+class StudySpec(_Strict):
+    """A whole study: data, model, training defaults, strategies and how to search them."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = DataConfig()
+    model: str = "simple_cnn"
+    training: dict[str, Any] = {}
+    strategies: dict[str, str | dict[str, Any]]
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    ray: RayConfig = RayConfig()
+    failure: FailureSpec = FailureSpec()
+    storage_path: str = "results"
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("name at least one strategy")
+        for name, value in v.items():
+            if isinstance(value, str) and value not in PRESETS:
+                raise ValueError(f"{name}: unknown strategy preset {value!r}; registered: "
+                                 f"{', '.join(PRESETS)}")
+        return v
+
+    @field_validator("training")
+    @classmethod
+    def _training_keys(cls, v: dict) -> dict:
+        allowed = set(TrialConfig.model_fields) - NOT_TRAINING
+        for key in v:
+            if key not in allowed:
+                raise ValueError(f"{key}: not a training setting (allowed: {', '.join(sorted(allowed))})")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StudySpec:
+        unknown = set(self.search.strategy_space) - set(self.strategies)
+        if unknown:
+            raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")
+        for name in self.strategies:
+            self.check_trial_config(name)
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > self.epochs:
+            raise ValueError(f"scheduler.grace_period ({self.scheduler.grace_period}) exceeds the "
+                             f"epochs ({self.epochs})")
+        return self
+
+    @property
+    def epochs(self) -> int:
+        return int(self.training.get("epochs", TrialConfig.model_fields["epochs"].default))
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def knobs(self, strategy: str) -> dict[str, Any]:
+        value = self.strategies[strategy]
+        return dict(PRESETS.get(value)) if isinstance(value, str) else dict(value)
+
+    def space(self, strategy: str) -> dict[str, Distribution]:
+        """The shared space plus this strategy's additions (dotted keys, e.g. ``vabal.exponent``)."""
+        return {**self.search.space, **self.search.strategy_space.get(strategy, {})}
+
+    def base_config(self, strategy: str, seed: int | None = None) -> dict[str, Any]:
+        """The trial config without searched values: data, model, training, the strategy's knobs."""
+        config = {"data": self.data.model_dump(mode="json", exclude_none=True), "model": self.model,
+                  **copy.deepcopy(self.training), **self.knobs(strategy)}
+        config["num_threads"] = max(1, int(self.resources.cpu))
+        if seed is not None:
+            config["seed"] = seed
+        return config
+
+    def check_trial_config(self, strategy: str) -> None:
+        """Validate the trial config a strategy's trials will get, naming the spec path at fault."""
+        space = self.space(strategy)
+        origin = {k: "training" for k in self.training}
+        origin |= {k: f"strategies.{strategy}" for k in self.knobs(strategy)}
+        for key in space:
+            where = "search.space" if key in self.search.space else f"search.strategy_space.{strategy}"
+            origin[key.split(".")[0]] = where
+        first = {k: d.examples()[0] for k, d in space.items()}
+        variants = [first] + [{**first, k: v} for k, d in space.items() for v in d.examples()[1:]]
+        for values in variants:
+            config = self.base_config(strategy)
+            for key, value in values.items():
+                set_dotted(config, key, value)
+            try:
+                parse_config(config)
+            except ConfigError as exc:
+                lines = []
+                for line in str(exc).split("; "):
+                    prefix = origin.get(line.split(":")[0].split(".")[0])
+                    lines.append(f"{prefix}.{line}" if prefix else line)
+                raise ValueError("; ".join(lines)) from None
+
+
+def set_dotted(config: dict, key: str, value: Any) -> None:
+    """``set_dotted(c, "vabal.exponent", 2)`` sets ``c["vabal"]["exponent"] = 2``."""
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read and validate a YAML spec (``overrides`` merged in first), one error naming each path."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file does not exist")
     try:
-        spec = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(spec, dict):
+    if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
-    return spec
+    raw = expand_env(merge(raw, overrides or {}))
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {format_validation_error(exc)}") from None
 
 
-def strategy_knobs(spec: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """The dimension values of one of the spec's strategies (a preset name or an inline dict)."""
-    strategies = spec.get("strategies") or {}
-    if strategy not in strategies:
-        raise SpecError(f"strategies: no strategy {strategy!r} in the spec (has {', '.join(strategies)})")
-    value = strategies[strategy]
-    if isinstance(value, str):
-        if value not in PRESETS:
-            raise SpecError(f"strategies.{strategy}: unknown strategy preset {value!r}; "
-                            f"registered: {', '.join(PRESETS)}")
-        return dict(PRESETS.get(value))
-    if isinstance(value, dict):
-        return dict(value)
-    raise SpecError(f"strategies.{strategy}: expected a preset name or a mapping of knobs")
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
-def trial_config(spec: dict[str, Any], strategy: str, seed: int = 0,
+def expand_env(node: Any, path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values; an unset variable without a
+    default is an error naming the YAML path."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, f"{path}.{i}") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def value(m: re.Match) -> str:
+        if m.group(1) in os.environ:
+            return os.environ[m.group(1)]
+        if m.group(2) is not None:
+            return m.group(2)
+        raise SpecError(f"{path}: environment variable {m.group(1)} is not set")
+
+    return _ENV.sub(value, node)
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Recursive dict merge: ``extra`` wins, nested mappings merge."""
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def trial_config(spec: StudySpec, strategy: str, seed: int = 0,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A validated trial config: the spec's data, model and training, one strategy, one seed."""
-    config = {"data": spec.get("data") or {}, "model": spec.get("model", "simple_cnn"),
-              **(spec.get("training") or {}), **strategy_knobs(spec, strategy), "seed": seed,
-              **(overrides or {})}
-    return parse_config(config).model_dump(mode="json")
+    if strategy not in spec.strategies:
+        raise SpecError(f"strategies: no strategy {strategy!r} in the spec "
+                        f"(has {', '.join(spec.strategies)})")
+    return parse_config(merge(spec.base_config(strategy, seed), overrides or {})).model_dump(mode="json")

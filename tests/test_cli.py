@@ -39,3 +39,21 @@ def test_trial_bad_input_is_one_message(args, message):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("study: error:") and message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_validate_checks_a_spec_without_running():
+    r = study("validate", "search_spaces/quickstart.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "ok — study 'quickstart', 5 strategies" in r.stdout
+
+
+def test_run_with_an_unreachable_ray_address_is_one_error(tmp_path, tiny_spec_file):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = study("run", str(tiny_spec_file()), "--set", f"ray.address=127.0.0.1:{port}")
+    assert r.returncode == 2
+    assert f"study: error: ray.address: cannot reach Ray at 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,10 +1,14 @@
 """torchvision architectures, built without weights (pretrained weights load from files in the
-``init`` strategy), with the head sized for the data set and the stem for its channels."""
+``init`` strategy), with the head sized for the data set and the stem for its channels.
+
+torchvision is imported when one of these models is built, not when the registry loads: a trial
+that trains ``simple_cnn`` does not pay for it at start-up.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
-import torchvision.models as tvm
 from torch import nn
 
 from . import register_model
@@ -24,33 +28,41 @@ def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:
     raise ValueError(f"{type(model).__name__} has no convolution to adapt")
 
 
-class _Stages:
-    """Lets a torchvision ResNet list its stages like :class:`CifarResNet`."""
+@cache
+def _staged_resnet() -> type:
+    """torchvision's ResNet, able to list its stages like :class:`CifarResNet`."""
+    import torchvision.models as tvm
 
-    def stem(self, x):
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    class StagedResNet(tvm.ResNet):
+        def stem(self, x):
+            return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def stages(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
+        def stages(self) -> list[nn.Module]:
+            return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    return StagedResNet
 
 
-class StagedResNet(_Stages, tvm.ResNet):
-    pass
-
-
-def _resnet(block: type, layers: list[int]) -> Callable[[int, int], nn.Module]:
+def _resnet(block: str, layers: list[int]) -> Callable[[int, int], nn.Module]:
     def build(num_classes: int, in_channels: int) -> nn.Module:
-        return _with_in_channels(StagedResNet(block, layers, num_classes=num_classes), in_channels)
+        import torchvision.models as tvm
+
+        model = _staged_resnet()(getattr(tvm.resnet, block), layers, num_classes=num_classes)
+        return _with_in_channels(model, in_channels)
 
     return build
 
 
-register_model("resnet18", norm="imagenet", has_stages=True)(
-    _resnet(tvm.resnet.BasicBlock, [2, 2, 2, 2]))
-register_model("resnet50", norm="imagenet", has_stages=True)(
-    _resnet(tvm.resnet.Bottleneck, [3, 4, 6, 3]))
+def _plain(name: str) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, in_channels: int) -> nn.Module:
+        import torchvision.models as tvm
 
+        return _with_in_channels(getattr(tvm, name)(weights=None, num_classes=num_classes), in_channels)
+
+    return build
+
+
+register_model("resnet18", norm="imagenet", has_stages=True)(_resnet("BasicBlock", [2, 2, 2, 2]))
+register_model("resnet50", norm="imagenet", has_stages=True)(_resnet("Bottleneck", [3, 4, 6, 3]))
 for _name in ("densenet121", "squeezenet1_0", "vgg16"):
-    register_model(_name, norm="imagenet")(
-        lambda num_classes, in_channels, _fn=getattr(tvm, _name):
-        _with_in_channels(_fn(weights=None, num_classes=num_classes), in_channels))
+    register_model(_name, norm="imagenet")(_plain(_name))

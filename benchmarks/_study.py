@@ -1,0 +1,31 @@
+"""Helpers shared by the study benchmarks: run a spec's search in a scratch folder, read its trials."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from study.launch import run_search, study_dir
+from study.spec import StudySpec, load_spec
+
+
+def scratch_spec(path: str, **overrides) -> StudySpec:
+    """The spec with tracking and results redirected into a new temporary folder."""
+    root = Path(tempfile.mkdtemp(prefix="bench-study-"))
+    return load_spec(path, {"tracking": {"uri": f"sqlite:///{root}/mlflow.db"},
+                            "storage_path": str(root / "results"), **overrides})
+
+
+def timed_search(spec: StudySpec) -> tuple[dict, float]:
+    start = time.perf_counter()
+    summary = run_search(spec)
+    return summary, time.perf_counter() - start
+
+
+def trial_results(spec: StudySpec) -> list[list[dict]]:
+    """Every trial's reported results (Tune's result.json rows), per trial."""
+    trials = []
+    for f in sorted((study_dir(spec) / "search").glob("*/*/result.json")):
+        trials.append([json.loads(line) for line in f.read_text().splitlines() if line.strip()])
+    return trials

@@ -1,0 +1,265 @@
+"""The search phase: one Ray Tune Tuner per strategy, the same Optuna (TPE) budget for each, ASHA
+stopping weak trials early, every trial an MLflow child run; resumable."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from trainables.data import ImageArrays, load_arrays
+
+from .errors import StudyError, StudyInterrupted
+from .spec import Distribution, StudySpec, set_dotted
+from .trainable import tune_trainable
+from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, error_line, write_json
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
+}
+
+
+def to_tune(dist: Distribution):
+    """A spec distribution as a Tune search domain (OptunaSearch converts it to Optuna's)."""
+    low_high = dist.args
+    return {
+        "loguniform": lambda: tune.loguniform(*low_high),
+        "uniform": lambda: tune.uniform(*low_high),
+        "int": lambda: tune.randint(low_high[0], low_high[1] + 1),
+        "choice": lambda: tune.choice(list(low_high)),
+    }[dist.kind]()
+
+
+def param_space(spec: StudySpec, strategy: str) -> dict[str, Any]:
+    """The strategy's trial config with Tune domains at the searched (dotted) keys."""
+    space = spec.base_config(strategy, seed=spec.search.seed)
+    for key, dist in spec.space(strategy).items():
+        set_dotted(space, key, to_tune(dist))
+    return space
+
+
+def searched_values(config: dict, spec: StudySpec, strategy: str) -> dict[str, Any]:
+    """The values the search chose for one trial, by dotted key."""
+    out = {}
+    for key in spec.space(strategy):
+        node: Any = config
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def study_dir(spec: StudySpec) -> Path:
+    return Path(spec.storage_path).expanduser().resolve() / spec.name
+
+
+def optuna_storage_uri(spec: StudySpec) -> str:
+    """Optuna's study database beside MLflow's SQLite file (both use alembic, so not inside it),
+    or in the study folder when MLflow is a server; ``optuna-dashboard <uri>`` opens it."""
+    if spec.tracking.uri.startswith("sqlite:///"):
+        db = Path(spec.tracking.uri.removeprefix("sqlite:///")).resolve()
+        return f"sqlite:///{db.with_name(db.stem + '-optuna.db')}"
+    return f"sqlite:///{study_dir(spec) / 'optuna.db'}"
+
+
+def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
+    """Connect to the spec's Ray address or start a local Ray. Returns True if we started it."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    if ray.is_initialized():
+        return False
+    address = spec.ray.address
+    if address:
+        hostport = address.removeprefix("ray://")
+        if hostport != "auto":
+            host, _, port = hostport.rpartition(":")
+            try:
+                socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+            except (OSError, ValueError) as exc:
+                raise StudyError(f"ray.address: cannot reach Ray at {address} ({exc})") from None
+        try:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        except (ConnectionError, RuntimeError) as exc:
+            raise StudyError(f"ray.address: cannot connect to Ray at {address} ({exc})") from None
+        return True
+    ray.init(num_cpus=spec.ray.num_cpus, num_gpus=spec.ray.num_gpus, include_dashboard=False,
+             object_store_memory=spec.ray.object_store_memory or max(100 << 20, 4 * object_store_bytes),
+             logging_level="WARNING", log_to_driver=False)
+    return True
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose persisted study may be ahead of Tune's last experiment snapshot (after a
+    hard kill): a result for a trial the storage already holds as finished is ignored."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
+class Progress(tune.Callback):
+    """One line per finished trial: strategy, trial, epochs run, metric, stopped early or not."""
+
+    def __init__(self, strategy: str, total: int, metric: str, epochs: int) -> None:
+        self.strategy, self.total, self.metric, self.epochs = strategy, total, metric, epochs
+
+    def _done(self, trials, trial) -> int:
+        return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        result = trial.last_result or {}
+        epochs = int(result.get("epoch", 0))
+        note = "stopped early" if epochs < self.epochs else "full budget"
+        value = result.get(self.metric, float("nan"))
+        print(f"[{self.strategy}] {self._done(trials, trial)}/{self.total} trial {trial.trial_id}: "
+              f"{epochs}/{self.epochs} epochs, {self.metric} {value:.4f} ({note})", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        why = error_line(Path(trial.error_file).read_text()) if trial.error_file else "unknown error"
+        print(f"[{self.strategy}] {self._done(trials, trial)}/{self.total} trial {trial.trial_id}: FAILED "
+              f"{why}", flush=True)
+
+
+def _best(results, spec: StudySpec, strategy: str) -> dict | None:
+    """Best trial by the spec's metric at its last epoch, preferring trials that ran the full budget."""
+    metric, sign = spec.search.metric, 1 if spec.search.mode == "max" else -1
+    done = [r for r in results if r.error is None and metric in (r.metrics or {})]
+    full = [r for r in done if r.metrics.get("epoch", 0) >= spec.epochs] or done
+    if not full:
+        return None
+    best = max(full, key=lambda r: sign * r.metrics[metric])
+    return {"trial_id": best.metrics["trial_id"], "score": best.metrics[metric],
+            "epochs": best.metrics.get("epoch"), "searched": searched_values(best.config, spec, strategy),
+            "config": best.config}
+
+
+def summarise(results, spec: StudySpec, strategy: str) -> dict:
+    rows = list(results)
+    failed = [{"trial_id": r.metrics.get("trial_id") if r.metrics else Path(r.path).name,
+               "error": error_line(str(r.error))} for r in rows if r.error is not None]
+    epochs = [int(r.metrics.get("epoch", 0)) for r in rows if r.error is None and r.metrics]
+    return {"trials": len(rows), "failed": failed, "stopped_early": sum(e < spec.epochs for e in epochs),
+            "epochs_total": sum(epochs), "best": _best(rows, spec, strategy)}
+
+
+def _reset(spec: StudySpec, tracker: StudyTracker, search_dir: Path) -> None:
+    """``--fresh``: drop the previous search results, Optuna studies and MLflow runs of the study."""
+    shutil.rmtree(search_dir, ignore_errors=True)
+    storage = optuna_storage_uri(spec)
+    for s in spec.strategies:
+        try:
+            optuna.delete_study(study_name=f"{spec.name}.{s}.search", storage=storage)
+        except KeyError:
+            pass
+    for run in tracker.find_runs(phase="search"):
+        tracker.client.delete_run(run.info.run_id)
+
+
+def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
+               arrays: ImageArrays | None = None) -> dict:
+    """Search every strategy of the spec; returns (and writes) the search summary."""
+    check_tracking_uri(spec.tracking.uri)
+    search_dir = study_dir(spec) / "search"
+    if search_dir.exists() and any(search_dir.iterdir()) and not (resume or fresh):
+        raise StudyError(f"{search_dir} already holds a search of study {spec.name!r}: pass --resume "
+                         "to continue it or --fresh to start over")
+    arrays = arrays if arrays is not None else load_arrays(spec.data)
+    tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
+    if fresh:
+        _reset(spec, tracker, search_dir)
+    started = connect_ray(spec, arrays.images.nbytes)
+    try:
+        trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=arrays),
+                                        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
+                   "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
+        seen_trials: set[str] = set()
+        for strategy in spec.strategies:
+            parent = tracker.parent_run(strategy, "search")
+            tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), arrays.manifest,
+                                      str(spec.data.path or arrays.manifest.get("source", "synthetic")))
+            results = _tuner(spec, strategy, trainable, search_dir, parent, tracker, resume).fit()
+            if (results.num_terminated + results.num_errors < len(results)
+                    or len(results) < spec.search.samples_per_strategy):
+                raise StudyInterrupted(f"study {spec.name!r} was interrupted during strategy "
+                                       f"{strategy!r}; its state is saved: continue with --resume")
+            seen_trials |= {r.metrics["trial_id"] for r in results if r.metrics}
+            part = summarise(results, spec, strategy)
+            summary["strategies"][strategy] = part
+            tracker.finish(parent, part)
+        _drop_orphan_runs(tracker, seen_trials)
+    finally:
+        if started:
+            ray.shutdown()
+    write_json(study_dir(spec) / "search_summary.json", summary)
+    return summary
+
+
+def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: Path, parent: str,
+           tracker: StudyTracker, resume: bool) -> tune.Tuner:
+    path = search_dir / strategy
+    space = param_space(spec, strategy)
+    if resume and tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
+                                  param_space=space)
+    searcher = ResumableOptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
+                            storage=optuna.storages.RDBStorage(optuna_storage_uri(spec)),
+                            study_name=f"{spec.name}.{strategy}.search")
+    if spec.search.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.epochs,
+                               grace_period=spec.scheduler.grace_period,
+                               reduction_factor=spec.scheduler.reduction_factor)
+                 if spec.scheduler.type == "asha" else FIFOScheduler())
+    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parent,
+                               {"study": spec.name, "phase": "search", "strategy": strategy}, spec.epochs)
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric=spec.search.metric, mode=spec.search.mode,
+                                    search_alg=searcher, scheduler=scheduler,
+                                    num_samples=spec.search.samples_per_strategy, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=strategy, storage_path=str(search_dir), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[logger, Progress(strategy, spec.search.samples_per_strategy,
+                                        spec.search.metric, spec.epochs)]))
+
+
+def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:
+    """Runs of trials that a hard kill lost before Tune saved them are not part of the study:
+    delete them so MLflow holds exactly one run per trial of the restored experiment."""
+    for run in tracker.find_runs(phase="search"):
+        tid = run.data.tags.get("trial_id")
+        if tid and tid not in trial_ids:
+            tracker.client.delete_run(run.info.run_id)
+            print(f"note: deleted MLflow run {run.info.run_id} of trial {tid}, lost in an interrupted "
+                  "run and re-run after resuming", file=sys.stderr)
+
+
+def print_summary(summary: dict, spec: StudySpec) -> None:
+    print(f"\nsearch of study {spec.name!r} ({spec.search.metric}, {spec.search.mode}):")
+    for strategy, part in summary["strategies"].items():
+        best = part["best"]
+        line = (f"  {strategy:14s} best {best['score']:.4f} (trial {best['trial_id']}, "
+                f"{best['epochs']} epochs) {best['searched']}" if best else f"  {strategy:14s} no result")
+        print(f"{line}  [{part['trials']} trials, {part['stopped_early']} stopped early, "
+              f"{len(part['failed'])} failed]")
+        for f in part["failed"]:
+            print(f"      failed {f['trial_id']}: {f['error']}")

@@ -1,0 +1,197 @@
+"""MLflow conventions: one experiment per study, a parent run per strategy and phase, one child
+run per trial written from the driver by a Tune logger callback.
+
+Runs are found again by their tags (study, phase, strategy, trial_id), so a resumed study
+continues its runs instead of opening second ones.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from ray.tune.logger import LoggerCallback
+
+from .errors import TrackingError
+
+PARENT = "mlflow.parentRunId"
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast with one message when the tracking store is unreachable or unusable."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            raise TrackingError(f"tracking.uri: cannot reach MLflow at {uri} ({exc})") from None
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the server is unusable
+            raise TrackingError(f"tracking.uri: {uri} does not answer as an MLflow server "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    elif parsed.scheme == "sqlite":
+        folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking.uri: folder {folder} of {uri} does not exist or is not writable")
+    elif parsed.scheme not in ("postgresql", "mysql", "mssql", "databricks", "file"):
+        raise TrackingError(f"tracking.uri: unsupported scheme in {uri!r} (use sqlite:///, http://, "
+                            "postgresql://, mysql://)")
+
+
+def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> flat ``{"data.load_size": "36", "lr": "0.001"}`` for MLflow params."""
+    out: dict[str, str] = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= flat_params(v, f"{key}.")
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+    return out
+
+
+def numeric_metrics(result: dict) -> dict[str, float]:
+    """The trial's own metrics (``split/name`` and ``epoch``), without Tune's bookkeeping keys."""
+    return {k: float(v) for k, v in result.items()
+            if ("/" in k and not k.startswith("config/") or k == "epoch")
+            and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+class StudyTracker:
+    """Experiment and parent runs of one study, on one tracking URI."""
+
+    def __init__(self, uri: str, experiment: str, study: str) -> None:
+        self.uri, self.study = uri, study
+        self.client = MlflowClient(uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None and found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        self.experiment_id = (found.experiment_id if found is not None
+                              else self.client.create_experiment(experiment))
+
+    def find_runs(self, **tags: str) -> list:
+        query = " and ".join(f"tags.{k} = '{v}'" for k, v in {"study": self.study, **tags}.items())
+        return self.client.search_runs([self.experiment_id], query, max_results=10000)
+
+    def parent_run(self, strategy: str, phase: str) -> str:
+        """The run id of the strategy's parent run for this phase, created once."""
+        runs = [r for r in self.find_runs(strategy=strategy, phase=phase) if PARENT not in r.data.tags]
+        if runs:
+            return runs[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"{strategy} ({phase})", tags={
+            "study": self.study, "strategy": strategy, "phase": phase, "role": "parent"})
+        return run.info.run_id
+
+    def log_parent_inputs(self, run_id: str, spec_dict: dict, manifest: dict, source: str) -> None:
+        """Spec and data manifest as artifacts, the data set as an MLflow input."""
+        from mlflow.data.dataset_source_registry import _dataset_source_registry, resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        self.client.log_dict(run_id, spec_dict, "spec.json")
+        self.client.log_dict(run_id, manifest, "data_manifest.json")
+        local = [s for s in _dataset_source_registry.sources if s._get_source_type() == "local"][:1]
+        dataset = MetaDataset(resolve_dataset_source(source, candidate_sources=local or None),
+                              name=spec_dict["data"]["source"],
+                              digest=str(manifest.get("key", ""))[:20] or None)
+        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                     [InputTag("mlflow.data.context", "train")])])
+
+    def finish(self, run_id: str, summary: dict | None = None, failed: bool = False) -> None:
+        if summary is not None:
+            self.client.log_dict(run_id, summary, "summary.json")
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+class MLflowTrialLogger(LoggerCallback):
+    """Writes one child run per Tune trial from the driver: flat params, per-epoch metrics with
+    step = epoch, tags, FINISHED/FAILED status. Picklable (Tune saves it with the experiment);
+    the client is created in ``setup``. A restored trial finds its run again by ``trial_id`` and
+    skips epochs it already logged."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
+                 epochs: int) -> None:
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.tags, self.epochs = tags, epochs
+        self._runs: dict[str, str] = {}
+        self._last_epoch: dict[str, int] = {}
+
+    def setup(self, *args, **kwargs) -> None:
+        self.client = MlflowClient(self.uri)
+        self._runs, self._last_epoch = {}, {}
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "client"}
+
+    def _run_for(self, trial) -> str:
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        query = (f"tags.trial_id = '{trial.trial_id}' and tags.phase = '{self.tags['phase']}' "
+                 f"and tags.strategy = '{self.tags['strategy']}' and tags.study = '{self.tags['study']}'")
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            self._last_epoch[trial.trial_id] = int(found[0].data.metrics.get("epoch", 0))
+        else:
+            tags = {**self.tags, PARENT: self.parent_run_id, "trial_id": trial.trial_id,
+                    "seed": str(trial.config.get("seed", 0))}
+            run_id = self.client.create_run(self.experiment_id, run_name=f"{self.tags['strategy']}-"
+                                            f"{trial.trial_id}", tags=tags).info.run_id
+            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(run_id, params=params[i:i + 100])
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def log_trial_start(self, trial) -> None:
+        self._run_for(trial)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        run_id = self._run_for(trial)
+        epoch = int(result.get("epoch", iteration))
+        if epoch <= self._last_epoch.get(trial.trial_id, 0):
+            return  # already logged before the trial was restored
+        self._last_epoch[trial.trial_id] = epoch
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()]
+        tags = [RunTag("ray_node", str(result["node_id"]))] if "node_id" in result else []
+        for i in range(0, len(metrics), 200):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 200], tags=tags if i == 0 else [])
+        matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
+        if matrices:
+            self.client.log_dict(run_id, matrices, "confusion_matrices.json")
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        run_id = self._run_for(trial)
+        epochs_run = self._last_epoch.get(trial.trial_id, 0)
+        tags = {"stopped_early": str(not failed and epochs_run < self.epochs).lower(),
+                "epochs_run": str(epochs_run)}
+        if failed and trial.error_file and Path(trial.error_file).is_file():
+            tags["error"] = error_line(Path(trial.error_file).read_text())
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+        self.client.set_terminated(run_id, status)
+
+
+def error_line(text: str) -> str:
+    """The last non-empty line of a traceback: the exception and its message."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(payload, f, indent=2, default=str)
+    os.replace(f.name, path)

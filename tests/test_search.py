@@ -1,0 +1,95 @@
+"""The search phase on a real local Ray, real Optuna and real MLflow (SQLite)."""
+import json
+import socket
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from study.errors import StudyError, TrackingError
+from study.launch import optuna_storage_uri, run_search, study_dir
+from study.spec import load_spec
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tiny_study_runs_every_strategy_with_the_same_budget(ray_local, tiny_spec_file):
+    spec = load_spec(tiny_spec_file())
+    summary = run_search(spec)
+    assert set(summary["strategies"]) == {"control", "upsample"}
+    for part in summary["strategies"].values():
+        assert part["trials"] == 3 and not part["failed"]
+        assert part["best"]["epochs"] == 3 and 0 <= part["best"]["score"] <= 1
+        assert set(part["best"]["searched"]) == {"lr"}
+    # grace_period 1, reduction factor 2: ASHA stops the weaker trials early
+    assert sum(p["stopped_early"] for p in summary["strategies"].values()) >= 1
+    on_disk = json.loads((study_dir(spec) / "search_summary.json").read_text())
+    assert on_disk["strategies"]["control"]["trials"] == 3
+
+    client = MlflowClient(spec.tracking.uri)
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    parents = {r.data.tags["strategy"]: r for r in runs if r.data.tags.get("role") == "parent"}
+    assert set(parents) == {"control", "upsample"}
+    assert {a.path for a in client.list_artifacts(parents["control"].info.run_id)} >= {
+        "spec.json", "data_manifest.json", "summary.json"}
+    assert parents["control"].inputs.dataset_inputs
+    children = [r for r in runs if "trial_id" in r.data.tags]
+    assert len(children) == 6 and len({r.data.tags["trial_id"] for r in children}) == 6
+    stopped = 0
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == parents[tags["strategy"]].info.run_id
+        assert tags["phase"] == "search" and tags["study"] == "tiny" and tags["seed"] == "0"
+        assert child.info.status == "FINISHED"
+        assert {"lr", "sampler", "data.load_size", "data.synthetic.n"} <= set(child.data.params)
+        assert not any(k.startswith(("config/", "pid", "timestamp")) for k in child.data.metrics)
+        epochs = int(tags["epochs_run"])
+        history = client.get_metric_history(child.info.run_id, "val/balanced_accuracy")
+        assert [m.step for m in history] == list(range(1, epochs + 1))
+        stopped += tags["stopped_early"] == "true"
+        assert (tags["stopped_early"] == "true") == (epochs < 3)
+    assert stopped == sum(p["stopped_early"] for p in summary["strategies"].values())
+
+    studies = optuna.get_all_study_summaries(optuna_storage_uri(spec))
+    assert {s.study_name: s.n_trials for s in studies} == {"tiny.control.search": 3,
+                                                         "tiny.upsample.search": 3}
+
+    with pytest.raises(StudyError, match="already holds a search of study 'tiny': pass --resume"):
+        run_search(spec)
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local, tiny_spec_file):
+    extra = "\n".join(["", "  blowup: {optimizer: sgd, momentum: 0.0, sampler: uniform, loss: ce, augment: none}"])
+    text = tiny_spec_file(name="failing", samples=2).read_text()
+    text = text.replace("  upsample: upsample", "  upsample: upsample" + extra)
+    text = text.replace("lr: {loguniform: [1.0e-4, 3.0e-2]}", "lr: {loguniform: [1.0e-4, 3.0e-2]}\n"
+                        "  strategy_space:\n    blowup:\n      lr: {loguniform: [1.0e+12, 1.0e+14]}")
+    path = tiny_spec_file(name="failing2")
+    path.write_text(text.replace("name: failing", "name: failing2"))
+    spec = load_spec(path)
+    summary = run_search(spec)
+    blown = summary["strategies"]["blowup"]
+    assert blown["best"] is None and len(blown["failed"]) == 2
+    assert all("TrainingDiverged: training loss is" in f["error"] for f in blown["failed"])
+    assert summary["strategies"]["control"]["best"] is not None
+    client = MlflowClient(spec.tracking.uri)
+    exp = client.get_experiment_by_name("failing2")
+    failed = client.search_runs([exp.experiment_id], "tags.strategy = 'blowup'")
+    children = [r for r in failed if "trial_id" in r.data.tags]
+    assert len(children) == 2
+    assert all(r.info.status == "FAILED" and "TrainingDiverged" in r.data.tags["error"] for r in children)
+
+
+def test_unreachable_tracking_server_is_one_error_before_any_work(tiny_spec_file):
+    port = free_port()
+    spec = load_spec(tiny_spec_file(), {"tracking": {"uri": f"http://127.0.0.1:{port}"}})
+    with pytest.raises(TrackingError, match=f"tracking.uri: cannot reach MLflow at http://127.0.0.1:{port}"):
+        run_search(spec)
+    assert not study_dir(spec).exists()

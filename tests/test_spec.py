@@ -1,0 +1,87 @@
+import pytest
+
+from study.errors import SpecError
+from study.spec import load_spec, trial_config
+
+BASE = """
+name: s1
+data: {source: synthetic, synthetic: {n: 200}, load_size: 20, image_size: 16}
+model: simple_cnn
+training: {epochs: 3, batch_size: 16}
+strategies: {control: control, mine: {sampler: class_balanced, loss: ce}}
+search:
+  space:
+    lr: {loguniform: [1.0e-4, 1.0e-2]}
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("path", ["search_spaces/quickstart.yaml", "search_spaces/thesis_resnet18.yaml",
+                                  "search_spaces/thesis_resnet50.yaml"])
+def test_shipped_specs_validate(path):
+    spec = load_spec(path)
+    assert spec.strategies and spec.search.samples_per_strategy >= 1
+
+
+def test_a_valid_spec_gives_trial_configs(tmp_path):
+    spec = load_spec(write(tmp_path, BASE))
+    cfg = trial_config(spec, "mine", seed=4)
+    assert cfg["sampler"] == "class_balanced" and cfg["seed"] == 4 and cfg["epochs"] == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    ("lr: {loguniform: [1.0e-4, 1.0e-2]}", None),
+    ("lr: {loguniform: [0, 1.0e-2]}", "search.space.lr.loguniform: low must be > 0"),
+    ("lr: {uniform: [0.1, 0.01]}", "search.space.lr.uniform: low (0.1) must be < high (0.01)"),
+    ("lr: {normal: [0, 1]}", "search.space.lr.normal: Extra inputs are not permitted"),
+    ("lr: {choice: []}", "search.space.lr.choice: choice needs at least one value"),
+    ("sampler: {choice: [uniform, smote]}", "search.space.sampler: unknown sampler 'smote'"),
+    ("lr: {uniform: [-1.0, 1.0]}", "search.space.lr: Input should be greater than 0"),
+    ("vabal.exponent: {uniform: [0.5, 2]}", "search.space.vabal: Extra inputs are not permitted"),
+])
+def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
+    text = BASE.replace("lr: {loguniform: [1.0e-4, 1.0e-2]}", change)
+    if message is None:
+        load_spec(write(tmp_path, text))
+        return
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("model: simple_cnn", "model: vit", "model: unknown model 'vit'"),
+    ("training: {epochs: 3, batch_size: 16}", "training: {epochs: -3}",
+     "training.epochs: Input should be greater than or equal to 1"),
+    ("training: {epochs: 3, batch_size: 16}", "training: {epoch: 3}", "training: epoch: not a training setting"),
+    ("mine: {sampler: class_balanced, loss: ce}", "mine: {sampler: class_balanced, loss: dice}",
+     "strategies.mine.loss: unknown loss 'dice'"),
+    ("control: control", "control: contrl", "strategies: control: unknown strategy preset 'contrl'"),
+    ("name: s1", "name: s1\nserch: {}", "serch: Extra inputs are not permitted"),
+    ("data: {source: synthetic,", "data: {source: dicom,", "data.source: unknown data source 'dicom'"),
+    ("name: s1", "name: s1\nscheduler: {type: asha, grace_period: 9}",
+     r"scheduler.grace_period \(9\) exceeds the epochs \(3\)"),
+])
+def test_spec_errors_name_the_yaml_path(tmp_path, old, new, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, BASE.replace(old, new)))
+
+
+def test_env_vars_expand_with_defaults_and_unset_is_an_error(tmp_path, monkeypatch):
+    text = BASE.replace("source: synthetic,", "source: imagefolder, path: \"${CXR_TEST_DIR}\",")
+    monkeypatch.setenv("CXR_TEST_DIR", str(tmp_path))
+    assert str(load_spec(write(tmp_path, text)).data.path) == str(tmp_path)
+    monkeypatch.delenv("CXR_TEST_DIR")
+    with pytest.raises(SpecError, match="data.path: environment variable CXR_TEST_DIR is not set"):
+        load_spec(write(tmp_path, text))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(SpecError, match="spec file does not exist"):
+        load_spec(tmp_path / "none.yaml")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(write(tmp_path, "name: [unclosed"))
