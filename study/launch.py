@@ -3,13 +3,13 @@ stopping weak trials early, every trial an MLflow child run; resumable."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -64,7 +64,18 @@ def searched_values(config: dict, spec: StudySpec, strategy: str) -> dict[str, A
 
 
 def study_dir(spec: StudySpec) -> Path:
+    """Local folder of the study's summaries: under ``storage_path``, or under ``./results`` when
+    ``storage_path`` is a URI (``s3://...``), where Tune keeps results and checkpoints."""
+    if "://" in spec.storage_path:
+        return Path("results").resolve() / spec.name
     return Path(spec.storage_path).expanduser().resolve() / spec.name
+
+
+def search_storage(spec: StudySpec) -> str:
+    """Where the strategies' Tune experiments live (a local path or a URI)."""
+    if "://" in spec.storage_path:
+        return f"{spec.storage_path.rstrip('/')}/{spec.name}/search"
+    return str(study_dir(spec) / "search")
 
 
 def optuna_storage_uri(spec: StudySpec) -> str:
@@ -158,9 +169,11 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
             "epochs_total": sum(epochs), "best": _best(rows, spec, strategy)}
 
 
-def _reset(spec: StudySpec, tracker: StudyTracker, search_dir: Path) -> None:
+def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
     """``--fresh``: drop the previous search results, Optuna studies and MLflow runs of the study."""
-    shutil.rmtree(search_dir, ignore_errors=True)
+    fs, path = pyarrow.fs.FileSystem.from_uri(search_storage(spec))
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(path)
     storage = optuna_storage_uri(spec)
     for s in spec.strategies:
         try:
@@ -175,14 +188,14 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                arrays: ImageArrays | None = None) -> dict:
     """Search every strategy of the spec; returns (and writes) the search summary."""
     check_tracking_uri(spec.tracking.uri)
-    search_dir = study_dir(spec) / "search"
-    if search_dir.exists() and any(search_dir.iterdir()) and not (resume or fresh):
+    search_dir = search_storage(spec)
+    if not (resume or fresh) and any(tune.Tuner.can_restore(f"{search_dir}/{s}") for s in spec.strategies):
         raise StudyError(f"{search_dir} already holds a search of study {spec.name!r}: pass --resume "
                          "to continue it or --fresh to start over")
     arrays = arrays if arrays is not None else load_arrays(spec.data)
     tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if fresh:
-        _reset(spec, tracker, search_dir)
+        _reset(spec, tracker)
     started = connect_ray(spec, arrays.images.nbytes)
     try:
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=arrays),
@@ -211,12 +224,12 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     return summary
 
 
-def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: Path, parent: str,
+def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: str, parent: str,
            tracker: StudyTracker, resume: bool) -> tune.Tuner:
-    path = search_dir / strategy
+    path = f"{search_dir}/{strategy}"
     space = param_space(spec, strategy)
-    if resume and tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
+    if resume and tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                   param_space=space)
     searcher = ResumableOptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
                             storage=optuna.storages.RDBStorage(optuna_storage_uri(spec)),
@@ -235,7 +248,7 @@ def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: Path, parent: 
                                     search_alg=searcher, scheduler=scheduler,
                                     num_samples=spec.search.samples_per_strategy, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=strategy, storage_path=str(search_dir), verbose=0,
+            name=strategy, storage_path=search_dir, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[logger, Progress(strategy, spec.search.samples_per_strategy,

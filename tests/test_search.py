@@ -93,3 +93,18 @@ def test_unreachable_tracking_server_is_one_error_before_any_work(tiny_spec_file
     with pytest.raises(TrackingError, match=f"tracking.uri: cannot reach MLflow at http://127.0.0.1:{port}"):
         run_search(spec)
     assert not study_dir(spec).exists()
+
+
+def test_fresh_replaces_the_previous_search(ray_local, tiny_spec_file):
+    spec = load_spec(tiny_spec_file(name="again", samples=1))
+    run_search(spec)
+    first = MlflowClient(spec.tracking.uri).search_runs(
+        [MlflowClient(spec.tracking.uri).get_experiment_by_name("again").experiment_id])
+    summary = run_search(spec, fresh=True)
+    assert all(p["trials"] == 1 for p in summary["strategies"].values())
+    client = MlflowClient(spec.tracking.uri)
+    live = client.search_runs([client.get_experiment_by_name("again").experiment_id])
+    assert len(live) == len(first) == 4  # two parents, two trials; the first search's runs are deleted
+    assert not {r.info.run_id for r in live} & {r.info.run_id for r in first}
+    studies = optuna.get_all_study_summaries(optuna_storage_uri(spec))
+    assert {s.study_name: s.n_trials for s in studies} == {"again.control.search": 1, "again.upsample.search": 1}
