@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from study.stats import compare, friedman, min_p_exact, rank_biserial, seeds_needed, wilcoxon
+
+
+def table(**cols):
+    return pd.DataFrame(cols)
+
+
+def test_n6_all_seeds_agree_gives_the_exact_minimum():
+    t = table(control=[0.40, 0.45, 0.50, 0.42, 0.38, 0.47], upsample=[0.60, 0.62, 0.71, 0.55, 0.66, 0.58])
+    rep = compare(t, "test/sensitivity", "control")
+    (c,) = rep.comparisons
+    assert c.p_value == pytest.approx(0.03125) and c.method == "exact"
+    assert c.p_value == pytest.approx(stats.wilcoxon(t.upsample, t.control).pvalue)
+    assert c.significant and c.wins == 6 and c.rank_biserial == 1.0 and c.p_improvement == 1.0
+    assert c.median_diff == pytest.approx(np.median(t.upsample - t.control))
+    assert c.ci_low <= c.median_diff <= c.ci_high
+    assert c.verdict.startswith("upsample raises test/sensitivity by a median 18.5 points [")
+    assert "6/6 seeds better" in c.verdict and not rep.warnings
+
+
+def test_n5_cannot_be_significant_and_says_so():
+    t = table(control=[0.1, 0.2, 0.3, 0.4, 0.5], better=[0.9, 0.8, 0.7, 0.95, 0.85])
+    rep = compare(t, "test/accuracy", "control")
+    (c,) = rep.comparisons
+    assert c.p_value == pytest.approx(0.0625) and not c.significant
+    assert "n = 5 seeds no comparison can reach p < 0.05" in rep.warnings[0]
+    assert "use at least 6 seeds" in rep.warnings[0]
+
+
+def test_zero_differences_and_ties_use_the_permutation_distribution_and_are_reported():
+    a = np.array([0.5, 0.6, 0.6, 0.7, 0.8, 0.9, 0.55, 0.65])
+    b = np.array([0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.45, 0.75])  # one zero, tied |differences|
+    stat, p, method, zeros, ties = wilcoxon(a, b)
+    assert zeros == 1 and ties and method == "permutation"
+    ref = stats.wilcoxon(a, b, zero_method="wilcox", method=stats.PermutationMethod(n_resamples=9999, rng=0))
+    assert p == pytest.approx(ref.pvalue) and stat == pytest.approx(ref.statistic)
+    rep = compare(table(base=b, new=a), "val/accuracy", "base")
+    assert rep.comparisons[0].n_used == 7 and "1 tied" in rep.comparisons[0].verdict
+
+
+def test_holm_matches_statsmodels_and_friedman_matches_scipy():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.6, 12)
+    t = table(control=base, a=base + 0.1 + rng.normal(0, 0.02, 12), b=base + rng.normal(0, 0.05, 12),
+              c=base - 0.05 + rng.normal(0, 0.02, 12))
+    rep = compare(t, "test/balanced_accuracy", "control")
+    raw = [c.p_value for c in rep.comparisons]
+    for c, ref in zip(rep.comparisons, multipletests(raw, method="holm")[1]):
+        assert c.p_holm == pytest.approx(ref)
+    for c in rep.comparisons:
+        assert c.p_value == pytest.approx(stats.wilcoxon(t[c.strategy], t.control).pvalue)
+    f = rep.friedman
+    assert f["p_value"] == pytest.approx(stats.friedmanchisquare(*[t[s] for s in t]).pvalue)
+    assert min(f["mean_ranks"], key=f["mean_ranks"].get) == "a"
+    # Demšar (2006), Table 5: q_0.05 = 2.569 for k = 4
+    assert f["critical_difference"] == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 12)), rel=1e-3)
+    assert {c.strategy: c.significant for c in rep.comparisons}["a"]
+
+
+def test_lower_is_better_metrics_flip_the_direction():
+    t = table(control=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0], new=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    (c,) = compare(t, "test/loss", "control", higher_is_better=False).comparisons
+    assert c.wins == 6 and c.rank_biserial == 1.0 and "lowers test/loss by a median 0.2" in c.verdict
+
+
+def test_rank_biserial_and_minimums():
+    assert rank_biserial(np.array([1, 2, 3.0]), np.array([0, 0, 0.0])) == 1.0
+    assert rank_biserial(np.array([1, -2, 3.0]), np.zeros(3)) == pytest.approx((1 + 3 - 2) / 6)
+    assert min_p_exact(6) == 0.03125
+    assert seeds_needed(0.05, 1) == 6 and seeds_needed(0.05, 7) == 9 and seeds_needed(0.05, 28) == 11
+
+
+def test_friedman_needs_three_strategies():
+    assert friedman(table(a=[1, 2.0], b=[2, 3.0])) is None
+
+
+def test_a_a_comparisons_are_significant_at_most_alpha():
+    rng = np.random.default_rng(42)
+    hits, runs = 0, 400
+    for _ in range(runs):
+        seed_effect = rng.normal(0.6, 0.1, 10)
+        t = table(control=seed_effect + rng.normal(0, 0.05, 10), same=seed_effect + rng.normal(0, 0.05, 10))
+        hits += compare(t, "test/accuracy", "control", n_boot=99).comparisons[0].significant
+    assert hits / runs <= 0.05
+
+
+def test_a_planted_shift_is_detected():
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(50):
+        base = rng.normal(0.5, 0.1, 12)
+        t = table(control=base + rng.normal(0, 0.03, 12), shifted=base + 0.05 + rng.normal(0, 0.03, 12))
+        found += compare(t, "test/accuracy", "control", n_boot=99).comparisons[0].significant
+    assert found / 50 >= 0.8
