@@ -82,7 +82,7 @@ def test_friedman_needs_three_strategies():
 
 def test_a_a_comparisons_are_significant_at_most_alpha():
     rng = np.random.default_rng(42)
-    hits, runs = 0, 400
+    hits, runs = 0, 200
     for _ in range(runs):
         seed_effect = rng.normal(0.6, 0.1, 10)
         t = table(control=seed_effect + rng.normal(0, 0.05, 10), same=seed_effect + rng.normal(0, 0.05, 10))
