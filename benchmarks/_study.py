@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.launch import run_search, search_storage
+from study.launch import run_search, tune_storage
 from study.spec import StudySpec, load_spec
 
 
@@ -26,6 +26,6 @@ def timed_search(spec: StudySpec) -> tuple[dict, float]:
 def trial_results(spec: StudySpec) -> list[list[dict]]:
     """Every trial's reported results (Tune's result.json rows), per trial."""
     trials = []
-    for f in sorted(Path(search_storage(spec)).glob("*/*/result.json")):
+    for f in sorted(Path(tune_storage(spec)).glob("*/*/result.json")):
         trials.append([json.loads(line) for line in f.read_text().splitlines() if line.strip()])
     return trials

@@ -65,17 +65,55 @@ def cmd_validate(args: argparse.Namespace) -> None:
           f"{spec.epochs} epochs, scheduler {spec.scheduler.type}, tracking {spec.tracking.uri}")
 
 
+def _print_ui_hint(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        print(f"browse the runs: mlflow ui --backend-store-uri {uri}")
+    else:
+        print(f"browse the runs: {uri}")
+
+
+def _print_compare(summary: dict, spec) -> None:
+    print(f"\ncompare ({summary['seeds']} paired seeds, baseline {summary['baseline']}, "
+          f"{spec.repeats.use} epoch, Holm per metric):")
+    shown = [m for m in ("test/sensitivity", "test/ppv", "test/balanced_accuracy") if m in summary["verdicts"]]
+    for metric in shown or list(summary["verdicts"])[:3]:
+        for verdict in summary["verdicts"][metric]:
+            print(f"  {verdict}")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}")
+    print(f"report: {summary['report_html']}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from .launch import print_summary, run_search, study_dir
+    from .report import run_compare
+    from .repeats import run_repeats
 
     spec = load_spec(args.spec, _parse_set(args.set))
     summary = run_search(spec, resume=args.resume, fresh=args.fresh)
     print_summary(summary, spec)
-    print(f"\nsummary: {study_dir(spec) / 'search_summary.json'}")
-    if spec.tracking.uri.startswith("sqlite:///"):
-        print(f"browse the runs: mlflow ui --backend-store-uri {spec.tracking.uri}")
-    else:
-        print(f"browse the runs: {spec.tracking.uri}")
+    print(f"search summary: {study_dir(spec) / 'search_summary.json'}")
+    if not args.search_only:
+        print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
+        run_repeats(spec, resume=args.resume or args.fresh)
+        _print_compare(run_compare(spec), spec)
+    _print_ui_hint(spec.tracking.uri)
+
+
+def cmd_repeat(args: argparse.Namespace) -> None:
+    from .repeats import run_repeats
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    run_repeats(spec, resume=args.resume)
+    _print_ui_hint(spec.tracking.uri)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .report import run_compare
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    _print_compare(run_compare(spec), spec)
+    _print_ui_hint(spec.tracking.uri)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     runp.add_argument("--fresh", action="store_true", help="delete this study's previous search first")
     runp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a spec value, e.g. --set search.samples_per_strategy=2")
+    runp.add_argument("--search-only", action="store_true", help="stop after the search phase")
     runp.set_defaults(fn=cmd_run)
+
+    rep = sub.add_parser("repeat", help="re-run each strategy's best config over paired seeds (from MLflow)")
+    rep.add_argument("spec")
+    rep.add_argument("--resume", action="store_true", help="continue an interrupted repeat phase")
+    rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec value, e.g. --set repeats.seeds=21")
+    rep.set_defaults(fn=cmd_repeat)
+
+    cmp_ = sub.add_parser("compare", help="statistics and report from the repeats in MLflow")
+    cmp_.add_argument("spec")
+    cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cmp_.set_defaults(fn=cmd_compare)
 
     args = parser.parse_args(argv)
     try:

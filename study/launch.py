@@ -21,7 +21,8 @@ from trainables.data import ImageArrays, load_arrays
 from .errors import StudyError, StudyInterrupted
 from .spec import Distribution, StudySpec, set_dotted
 from .trainable import tune_trainable
-from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, error_line, write_json
+from .tracking import (MLflowTrialLogger, StudyTracker, TrialView, check_tracking_uri, error_line,
+                       write_json)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RAY_ENV = {
@@ -71,11 +72,11 @@ def study_dir(spec: StudySpec) -> Path:
     return Path(spec.storage_path).expanduser().resolve() / spec.name
 
 
-def search_storage(spec: StudySpec) -> str:
-    """Where the strategies' Tune experiments live (a local path or a URI)."""
+def tune_storage(spec: StudySpec, phase: str = "search") -> str:
+    """Where a phase's Tune experiments live (a local path or a URI)."""
     if "://" in spec.storage_path:
-        return f"{spec.storage_path.rstrip('/')}/{spec.name}/search"
-    return str(study_dir(spec) / "search")
+        return f"{spec.storage_path.rstrip('/')}/{spec.name}/{phase}"
+    return str(study_dir(spec) / phase)
 
 
 def optuna_storage_uri(spec: StudySpec) -> str:
@@ -125,10 +126,17 @@ class ResumableOptunaSearch(OptunaSearch):
 
 
 class Progress(tune.Callback):
-    """One line per finished trial: strategy, trial, epochs run, metric, stopped early or not."""
+    """One line per finished trial: phase or strategy, count, trial, epochs run, metric, stopped
+    early or not. ``view`` (repeat phase) names a trial by its strategy and seed."""
 
-    def __init__(self, strategy: str, total: int, metric: str, epochs: int) -> None:
-        self.strategy, self.total, self.metric, self.epochs = strategy, total, metric, epochs
+    def __init__(self, label: str, total: int, metric: str, epochs: int, view=None) -> None:
+        self.label, self.total, self.metric, self.epochs, self.view = label, total, metric, epochs, view
+
+    def _name(self, trial) -> str:
+        if self.view is None:
+            return f"trial {trial.trial_id}"
+        strategy, config = self.view(trial.config)
+        return f"{strategy} seed {config['seed']}"
 
     def _done(self, trials, trial) -> int:
         return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
@@ -138,12 +146,12 @@ class Progress(tune.Callback):
         epochs = int(result.get("epoch", 0))
         note = "stopped early" if epochs < self.epochs else "full budget"
         value = result.get(self.metric, float("nan"))
-        print(f"[{self.strategy}] {self._done(trials, trial)}/{self.total} trial {trial.trial_id}: "
+        print(f"[{self.label}] {self._done(trials, trial)}/{self.total} {self._name(trial)}: "
               f"{epochs}/{self.epochs} epochs, {self.metric} {value:.4f} ({note})", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         why = error_line(Path(trial.error_file).read_text()) if trial.error_file else "unknown error"
-        print(f"[{self.strategy}] {self._done(trials, trial)}/{self.total} trial {trial.trial_id}: FAILED "
+        print(f"[{self.label}] {self._done(trials, trial)}/{self.total} {self._name(trial)}: FAILED "
               f"{why}", flush=True)
 
 
@@ -171,7 +179,7 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
 
 def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
     """``--fresh``: drop the previous search results, Optuna studies and MLflow runs of the study."""
-    fs, path = pyarrow.fs.FileSystem.from_uri(search_storage(spec))
+    fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(path)
     storage = optuna_storage_uri(spec)
@@ -188,7 +196,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                arrays: ImageArrays | None = None) -> dict:
     """Search every strategy of the spec; returns (and writes) the search summary."""
     check_tracking_uri(spec.tracking.uri)
-    search_dir = search_storage(spec)
+    search_dir = tune_storage(spec)
     if not (resume or fresh) and any(tune.Tuner.can_restore(f"{search_dir}/{s}") for s in spec.strategies):
         raise StudyError(f"{search_dir} already holds a search of study {spec.name!r}: pass --resume "
                          "to continue it or --fresh to start over")
@@ -240,8 +248,8 @@ def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: str, parent: s
                                grace_period=spec.scheduler.grace_period,
                                reduction_factor=spec.scheduler.reduction_factor)
                  if spec.scheduler.type == "asha" else FIFOScheduler())
-    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parent,
-                               {"study": spec.name, "phase": "search", "strategy": strategy}, spec.epochs)
+    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, {strategy: parent},
+                               {"study": spec.name, "phase": "search"}, spec.epochs, TrialView(strategy))
     return tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=spec.search.metric, mode=spec.search.mode,

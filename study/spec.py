@@ -120,6 +120,32 @@ class FailureSpec(_Strict):
     max_failures: int = Field(1, ge=-1)
 
 
+class RepeatsConfig(_Strict):
+    """The repeat phase: each strategy's best config re-run over paired seeds, full budget."""
+
+    seeds: int = Field(10, ge=1)
+    first_seed: int = Field(100, ge=0)
+    vary_split: bool = False
+    use: Literal["final", "best"] = "final"
+    metrics: list[str] = ["test/sensitivity", "test/ppv", "test/balanced_accuracy", "test/accuracy",
+                          "test/macro_f1", "test/pr_auc", "test/specificity"]
+
+    @field_validator("metrics")
+    @classmethod
+    def _test_metrics(cls, v: list[str]) -> list[str]:
+        for m in v:
+            split, _, name = m.partition("/")
+            if split != "test" or not name:
+                raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric>")
+        return v
+
+
+class CompareConfig(_Strict):
+    baseline: str = "control"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    all_pairs: bool = False
+
+
 class StudySpec(_Strict):
     """A whole study: data, model, training defaults, strategies and how to search them."""
 
@@ -134,6 +160,8 @@ class StudySpec(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
     failure: FailureSpec = FailureSpec()
+    repeats: RepeatsConfig = RepeatsConfig()
+    compare: CompareConfig = CompareConfig()
     storage_path: str = "results"
 
     @field_validator("strategies")
@@ -158,6 +186,9 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StudySpec:
+        if self.compare.baseline not in self.strategies:
+            raise ValueError(f"compare.baseline: {self.compare.baseline!r} is not one of the strategies "
+                             f"({', '.join(self.strategies)})")
         unknown = set(self.search.strategy_space) - set(self.strategies)
         if unknown:
             raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")

@@ -185,7 +185,7 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
     warnings = []
     n = len(table)
     if comparisons and min_p_exact(n) >= alpha / len(comparisons):
-        warnings.append(f"{metric}: with n = {n} seeds no comparison can reach p < {alpha} after Holm "
+        warnings.append(f"with n = {n} seeds no comparison can reach p < {alpha} after Holm "
                         f"over {len(comparisons)} comparison(s) (the smallest exact p is "
                         f"{min_p_exact(n):.4g}); use at least {seeds_needed(alpha, len(comparisons))} seeds")
     return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons,

@@ -23,6 +23,7 @@ from ray.tune.logger import LoggerCallback
 from .errors import TrackingError
 
 PARENT = "mlflow.parentRunId"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
@@ -112,16 +113,27 @@ class StudyTracker:
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
+class TrialView:
+    """How a phase's Tune config maps to a trial: its strategy and the trial config it trains.
+    The search's Tune config *is* the trial config (the strategy is fixed per Tuner)."""
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+
+    def __call__(self, config: dict) -> tuple[str, dict]:
+        return self.strategy, config
+
+
 class MLflowTrialLogger(LoggerCallback):
     """Writes one child run per Tune trial from the driver: flat params, per-epoch metrics with
-    step = epoch, tags, FINISHED/FAILED status. Picklable (Tune saves it with the experiment);
-    the client is created in ``setup``. A restored trial finds its run again by ``trial_id`` and
-    skips epochs it already logged."""
+    step = epoch, tags, FINISHED/FAILED status, under the parent run of the trial's strategy.
+    Picklable (Tune saves it with the experiment); the client is created in ``setup``. A restored
+    trial finds its run again by ``trial_id`` and skips epochs it already logged."""
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
-                 epochs: int) -> None:
-        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
-        self.tags, self.epochs = tags, epochs
+    def __init__(self, uri: str, experiment_id: str, parents: dict[str, str], tags: dict[str, str],
+                 epochs: int, view) -> None:
+        self.uri, self.experiment_id, self.parents = uri, experiment_id, parents
+        self.tags, self.epochs, self.view = tags, epochs, view
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
 
@@ -135,19 +147,21 @@ class MLflowTrialLogger(LoggerCallback):
     def _run_for(self, trial) -> str:
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
+        strategy, config = self.view(trial.config)
         query = (f"tags.trial_id = '{trial.trial_id}' and tags.phase = '{self.tags['phase']}' "
-                 f"and tags.strategy = '{self.tags['strategy']}' and tags.study = '{self.tags['study']}'")
+                 f"and tags.strategy = '{strategy}' and tags.study = '{self.tags['study']}'")
         found = self.client.search_runs([self.experiment_id], query, max_results=1)
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             self._last_epoch[trial.trial_id] = int(found[0].data.metrics.get("epoch", 0))
         else:
-            tags = {**self.tags, PARENT: self.parent_run_id, "trial_id": trial.trial_id,
-                    "seed": str(trial.config.get("seed", 0))}
-            run_id = self.client.create_run(self.experiment_id, run_name=f"{self.tags['strategy']}-"
-                                            f"{trial.trial_id}", tags=tags).info.run_id
-            params = [Param(k, v[:6000]) for k, v in flat_params(trial.config).items()]
+            seed = str(config.get("seed", 0))
+            tags = {**self.tags, "strategy": strategy, PARENT: self.parents[strategy],
+                    "trial_id": trial.trial_id, "seed": seed}
+            name = f"{strategy}-seed{seed}" if self.tags["phase"] == "repeat" else f"{strategy}-{trial.trial_id}"
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[i:i + 100])
         self._runs[trial.trial_id] = run_id

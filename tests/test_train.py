@@ -136,3 +136,16 @@ def test_channels_last_and_bf16_autocast_run_on_cpu(tiny_config):
     tiny_config |= {"channels_last": True, "amp": "bf16", "epochs": 1}
     _, final = collect(tiny_config)
     assert np.isfinite(final["val/loss"])
+
+
+def test_paired_seed_gives_the_same_first_batch_to_strategies_that_differ_in_the_loss(tiny_config):
+    from trainables.strategies import SAMPLERS
+
+    arrays = load_arrays(parse_config(tiny_config).data)
+    batches = []
+    for loss in ("ce", "class_weighted"):
+        trial = build_trial(parse_config(tiny_config | {"loss": loss, "seed": 7}), arrays)
+        order = SAMPLERS.get(trial.cfg.sampler)(trial.train_labels_cpu, 3, trial.data_gen, None)
+        batches.append(order[: trial.cfg.batch_size])
+        assert trial.loss_fn is not None
+    assert torch.equal(batches[0], batches[1])

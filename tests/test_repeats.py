@@ -1,0 +1,75 @@
+"""Repeat and compare phases on a real local Ray and MLflow: paired seeds, adding seeds later,
+and a report whose every image decodes."""
+import base64
+import io
+import re
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from study.launch import run_search
+from study.repeats import repeat_config, repeat_table, run_repeats
+from study.report import run_compare
+from study.spec import load_spec
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+EXTRA = """
+repeats: {seeds: 6, first_seed: 10}
+"""
+
+
+def test_repeat_config_pairs_by_seed():
+    best = {"seed": 0, "lr": 0.01, "data": {"split_seed": 3}}
+    fixed = repeat_config(best, 12, vary_split=False)
+    varied = repeat_config(best, 12, vary_split=True)
+    assert fixed["seed"] == varied["seed"] == 12
+    assert fixed["data"]["split_seed"] == 3 and varied["data"]["split_seed"] == 12
+    assert best["seed"] == 0  # the best config is not modified
+
+
+def test_search_repeat_compare_and_add_seeds_later(ray_local, tiny_spec_file):
+    path = tiny_spec_file(name="rep", samples=1, extra=EXTRA)
+    spec = load_spec(path, {"scheduler": {"type": "fifo"}, "training": {"epochs": 2}})
+    run_search(spec)
+    run_repeats(spec)
+    client = MlflowClient(spec.tracking.uri)
+    exp = client.get_experiment_by_name("rep")
+    runs = client.search_runs([exp.experiment_id], "tags.phase = 'repeat'")
+    parents = {r.data.tags["strategy"]: r.info.run_id for r in runs if r.data.tags.get("role") == "parent"}
+    children = [r for r in runs if "trial_id" in r.data.tags]
+    assert set(parents) == {"control", "upsample"} and len(children) == 12
+    assert {(r.data.tags["strategy"], r.data.tags["seed"]) for r in children} == {
+        (s, str(k)) for s in ("control", "upsample") for k in range(10, 16)}
+    for r in children:
+        assert r.data.tags["mlflow.parentRunId"] == parents[r.data.tags["strategy"]]
+        assert r.info.status == "FINISHED" and r.data.params["seed"] == r.data.tags["seed"]
+        assert "test/sensitivity" in r.data.metrics and "best/test/sensitivity" in r.data.metrics
+    table = repeat_table(spec)
+    assert len(table) == 12 and table["test/sensitivity"].between(0, 1).all()
+
+    summary = run_compare(spec)
+    assert summary["seeds"] == 6
+    assert len(summary["verdicts"]["test/sensitivity"]) == 1
+    assert summary["verdicts"]["test/sensitivity"][0].startswith("upsample ")
+    html = open(summary["report_html"]).read()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
+    assert len(images) >= 4
+    for data in images:
+        Image.open(io.BytesIO(base64.b64decode(data))).verify()
+    assert "test/sensitivity" in html and "<table" in html
+    study_runs = client.search_runs([exp.experiment_id], "tags.phase = 'compare'")
+    assert [a.path for a in client.list_artifacts(study_runs[0].info.run_id)] == ["report"]
+    assert "report/report.html" in {a.path for a in client.list_artifacts(study_runs[0].info.run_id, "report")}
+
+    # more seeds later: only the new pairs run
+    more = load_spec(path, {"scheduler": {"type": "fifo"}, "training": {"epochs": 2},
+                            "repeats": {"seeds": 8, "first_seed": 10}})
+    run_repeats(more)
+    children = [r for r in client.search_runs([exp.experiment_id], "tags.phase = 'repeat'")
+                if "trial_id" in r.data.tags]
+    assert len(children) == 16
+    first = {r.info.run_id for r in runs if "trial_id" in r.data.tags}
+    assert first <= {r.info.run_id for r in children}  # the first twelve were kept, not re-run
+    assert run_compare(more)["seeds"] == 8
