@@ -10,7 +10,8 @@ SEEDS = range(4)
 
 def mean_test_metrics(strategy):
     spec = load_spec("search_spaces/quickstart.yaml")
-    finals = [run(trial_config(spec, strategy, seed, {"num_threads": 2}), lambda m, c: None)
+    overrides = {"num_threads": 2, "epochs": 5, "lr": 1e-3, "batch_size": 64}
+    finals = [run(trial_config(spec, strategy, seed, overrides), lambda m, c: None)
               for seed in SEEDS]
     return {k: float(np.mean([f[k] for f in finals])) for k in ("test/sensitivity", "test/accuracy")}
 

@@ -3,7 +3,8 @@
 Each patient has an anatomy (lung size and position, body width, rib phase) and, for the diseased
 classes, a lesion pattern; each of the patient's images re-draws the nuisances (shift, rotation,
 contrast, exposure, noise, an occasional wire or marker). Pneumonia is a focal dense consolidation,
-usually in one lower zone; covid is bilateral, peripheral, multifocal faint ground-glass haze.
+usually in one lower zone; covid is bilateral, peripheral, multifocal faint ground-glass haze, which
+some (atypical, viral) pneumonia patients show too.
 ``difficulty`` scales lesion visibility down and nuisance up (1.0 = default).
 """
 from __future__ import annotations
@@ -15,7 +16,10 @@ from .arrays import ImageArrays
 CLASS_NAMES = ["covid", "normal", "pneumonia"]
 # COVIDx train split shares (thesis: 468 covid, 7966 normal, 5458 pneumonia).
 DEFAULT_SHARES = {"covid": 0.034, "normal": 0.573, "pneumonia": 0.393}
-GENERATOR_VERSION = 1
+# Share of pneumonia patients whose X-ray shows covid-like haze: the classes overlap, as viral
+# pneumonia and COVID-19 do, so trading sensitivity for PPV is real.
+ATYPICAL_PNEUMONIA = 0.1
+GENERATOR_VERSION = 2
 
 
 def _blobs(xx: np.ndarray, yy: np.ndarray, cx, cy, sx, sy, amp) -> np.ndarray:
@@ -27,19 +31,25 @@ def _blobs(xx: np.ndarray, yy: np.ndarray, cx, cy, sx, sy, amp) -> np.ndarray:
     return (amp[:, None, None] * np.exp(-0.5 * d)).sum(0)
 
 
+def _haze(rng: np.random.Generator, difficulty: float) -> list[tuple[float, float, float, float, float]]:
+    """Bilateral, peripheral, multifocal faint ground-glass haze."""
+    return [(side, rng.uniform(0.7, 0.98), rng.uniform(0.3, 0.9), rng.uniform(0.08, 0.14),
+             rng.uniform(0.14, 0.26) / difficulty)
+            for side in (-1.0, 1.0) for _ in range(rng.integers(2, 4))]
+
+
 def _patient(rng: np.random.Generator, label: str, difficulty: float) -> dict:
     lesions: list[tuple[float, float, float, float, float]] = []  # (side, x, y, size, amplitude)
     if label == "pneumonia":
-        side = rng.choice([-1.0, 1.0])
-        n = rng.integers(1, 3)
-        for _ in range(n):
-            lesions.append((side, rng.uniform(0.25, 0.75), rng.uniform(0.55, 0.9),
-                            rng.uniform(0.12, 0.22), rng.uniform(0.45, 0.75) / difficulty))
+        if rng.random() < ATYPICAL_PNEUMONIA:  # viral/atypical pneumonia: covid-like haze
+            lesions += _haze(rng, difficulty)
+        if not lesions or rng.random() < 0.5:
+            side = rng.choice([-1.0, 1.0])
+            for _ in range(rng.integers(1, 3)):
+                lesions.append((side, rng.uniform(0.25, 0.75), rng.uniform(0.55, 0.9),
+                                rng.uniform(0.12, 0.22), rng.uniform(0.45, 0.75) / difficulty))
     elif label == "covid":
-        for side in (-1.0, 1.0):
-            for _ in range(rng.integers(2, 4)):
-                lesions.append((side, rng.uniform(0.7, 0.98), rng.uniform(0.3, 0.9),
-                                rng.uniform(0.08, 0.14), rng.uniform(0.14, 0.26) / difficulty))
+        lesions += _haze(rng, difficulty)
     return {
         "lung_w": rng.uniform(0.26, 0.34), "lung_h": rng.uniform(0.55, 0.68),
         "lung_gap": rng.uniform(0.08, 0.14), "body_w": rng.uniform(0.78, 0.95),
