@@ -43,7 +43,7 @@ def stop_group(proc):
 def test_interrupted_study_resumes_without_losing_or_duplicating_trials(tiny_spec_file, sig):
     path = tiny_spec_file(name=f"resume{sig.value}", samples=4)
     spec = load_spec(path)
-    proc = start(path)
+    proc = start(path, "--search-only")
     try:
         wait_for_line(proc, "[control] 2/4")
         os.kill(proc.pid, sig)
@@ -54,14 +54,15 @@ def test_interrupted_study_resumes_without_losing_or_duplicating_trials(tiny_spe
     finally:
         stop_group(proc)
 
-    resumed = subprocess.run([sys.executable, "-m", "study.cli", "run", str(path), "--resume"],
+    resumed = subprocess.run([sys.executable, "-m", "study.cli", "run", str(path), "--resume",
+                              "--search-only"],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "control" in resumed.stdout and "upsample" in resumed.stdout
 
     client = MlflowClient(spec.tracking.uri)
     exp = client.get_experiment_by_name(spec.name)
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], "tags.phase = 'search'")
     for strategy in ("control", "upsample"):
         children = [r for r in runs if r.data.tags.get("strategy") == strategy and "trial_id" in r.data.tags]
         assert len(children) == 4, [r.data.tags["trial_id"] for r in children]

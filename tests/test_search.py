@@ -70,7 +70,7 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local
     text = tiny_spec_file(name="failing", samples=2).read_text()
     text = text.replace("  upsample: upsample", "  upsample: upsample" + extra)
     text = text.replace("lr: {loguniform: [1.0e-4, 3.0e-2]}", "lr: {loguniform: [1.0e-4, 3.0e-2]}\n"
-                        "  strategy_space:\n    blowup:\n      lr: {loguniform: [1.0e+12, 1.0e+14]}")
+                        "  strategy_space:\n    blowup:\n      lr: {loguniform: [1.0e+25, 1.0e+30]}")
     path = tiny_spec_file(name="failing2")
     path.write_text(text.replace("name: failing", "name: failing2"))
     spec = load_spec(path)
