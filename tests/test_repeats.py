@@ -29,6 +29,7 @@ def test_repeat_config_pairs_by_seed():
     assert best["seed"] == 0  # the best config is not modified
 
 
+@pytest.mark.slow
 def test_search_repeat_compare_and_add_seeds_later(ray_local, tiny_spec_file):
     path = tiny_spec_file(name="rep", samples=1, extra=EXTRA)
     spec = load_spec(path, {"scheduler": {"type": "fifo"}, "training": {"epochs": 2}})

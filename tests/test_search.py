@@ -65,6 +65,7 @@ def test_tiny_study_runs_every_strategy_with_the_same_budget(ray_local, tiny_spe
         run_search(spec)
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local, tiny_spec_file):
     extra = "\n".join(["", "  blowup: {optimizer: sgd, momentum: 0.0, sampler: uniform, loss: ce, augment: none}"])
     text = tiny_spec_file(name="failing", samples=2).read_text()
@@ -95,6 +96,7 @@ def test_unreachable_tracking_server_is_one_error_before_any_work(tiny_spec_file
     assert not study_dir(spec).exists()
 
 
+@pytest.mark.slow
 def test_fresh_replaces_the_previous_search(ray_local, tiny_spec_file):
     spec = load_spec(tiny_spec_file(name="again", samples=1))
     run_search(spec)

@@ -80,6 +80,7 @@ def test_friedman_needs_three_strategies():
     assert friedman(table(a=[1, 2.0], b=[2, 3.0])) is None
 
 
+@pytest.mark.slow
 def test_a_a_comparisons_are_significant_at_most_alpha():
     rng = np.random.default_rng(42)
     hits, runs = 0, 200
@@ -90,6 +91,7 @@ def test_a_a_comparisons_are_significant_at_most_alpha():
     assert hits / runs <= 0.05
 
 
+@pytest.mark.slow
 def test_a_planted_shift_is_detected():
     rng = np.random.default_rng(7)
     found = 0

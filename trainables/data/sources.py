@@ -3,6 +3,7 @@ and turns that into :class:`ImageArrays` at the load size (``build``, the expens
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ class FileTable:
         return out
 
 
-class Source:
+class Source(ABC):
     """Base: sources that decode image files share ``build``."""
 
     def __init__(self, cfg: DataConfig) -> None:
@@ -50,8 +51,9 @@ class Source:
         """Config values (beyond the files) that change the arrays."""
         return {"load_size": self.cfg.load_size, "channels": self.cfg.channels}
 
+    @abstractmethod
     def scan(self) -> FileTable:
-        raise NotImplementedError  # every registered source overrides it
+        """List the files the source will read (cheap: no decoding)."""
 
     def build(self, table: FileTable) -> ImageArrays:
         images, kept = decode_many(table.paths, self.cfg.load_size, self.cfg.channels,
