@@ -107,7 +107,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
         name = plan.get("name")
         if resume and name and not plan.get("done") and tune.Tuner.can_restore(f"{storage}/{name}"):
             _fit(tune.Tuner.restore(f"{storage}/{name}", trainable, resume_unfinished=True,
-                                    resume_errored=True), spec)
+                                    resume_errored=True), spec, len(plan["pairs"]))
         done, unfinished = repeat_runs(tracker)
         missing = sorted(wanted - set(done))
         for run in unfinished:  # failed or interrupted without --resume: these pairs run again
@@ -129,7 +129,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[logger, Progress(PHASE, len(missing), _compared_metric(spec),
                                                 spec.epochs, view)]))
-            _fit(tuner, spec)
+            _fit(tuner, spec, len(missing))
         write_json(plan_path, plan | {"done": True})
     finally:
         if started:
@@ -143,9 +143,9 @@ def _compared_metric(spec: StudySpec) -> str:
     return f"best/{metric}" if spec.repeats.use == "best" else metric
 
 
-def _fit(tuner: tune.Tuner, spec: StudySpec) -> None:
+def _fit(tuner: tune.Tuner, spec: StudySpec, expected: int) -> None:
     results = tuner.fit()
-    if results.num_terminated + results.num_errors < len(results):
+    if results.num_terminated + results.num_errors < len(results) or len(results) < expected:
         raise StudyInterrupted(f"the repeats of study {spec.name!r} were interrupted; their state is "
                                "saved: continue with --resume")
 

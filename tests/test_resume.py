@@ -74,3 +74,26 @@ def test_interrupted_study_resumes_without_losing_or_duplicating_trials(tiny_spe
         parents = [r for r in runs if r.data.tags.get("strategy") == strategy
                    and r.data.tags.get("role") == "parent"]
         assert len(parents) == 1
+
+
+def test_interrupted_repeats_resume_without_duplicating_pairs(tiny_spec_file):
+    path = tiny_spec_file(name="represume", samples=1, extra="repeats: {seeds: 4, first_seed: 0}\n")
+    spec = load_spec(path)
+    proc = start(path)
+    try:
+        wait_for_line(proc, "[repeat] 2/8")
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+    finally:
+        stop_group(proc)
+    resumed = subprocess.run([sys.executable, "-m", "study.cli", "repeat", str(path), "--resume"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    client = MlflowClient(spec.tracking.uri)
+    exp = client.get_experiment_by_name(spec.name)
+    children = [r for r in client.search_runs([exp.experiment_id], "tags.phase = 'repeat'")
+                if "trial_id" in r.data.tags]
+    pairs = [(r.data.tags["strategy"], r.data.tags["seed"]) for r in children]
+    assert sorted(pairs) == sorted((s, str(k)) for s in ("control", "upsample") for k in range(4))
+    assert all(r.info.status == "FINISHED" for r in children)
