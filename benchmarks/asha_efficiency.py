@@ -21,8 +21,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = {}
     for scheduler in ("asha", "fifo"):
-        spec = scratch_spec(args.spec, strategies={args.strategy: args.strategy},
-                            training={"epochs": args.epochs},
+        spec = scratch_spec(args.spec, training={"epochs": args.epochs},
                             search={"samples_per_strategy": args.samples},
                             scheduler={"type": scheduler, "grace_period": 1, "reduction_factor": 3})
         spec.strategies = {args.strategy: spec.strategies[args.strategy]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pandas as pd
 import ray
@@ -62,7 +63,7 @@ def best_configs(spec: StudySpec, tracker: StudyTracker) -> dict[str, dict]:
             raise StudyError(f"no finished search of strategy {strategy!r} in MLflow experiment "
                              f"{spec.experiment!r} at {spec.tracking.uri}: run `study run` first")
         summary = tracker.client.download_artifacts(parents[0].info.run_id, "summary.json")
-        best = json.loads(open(summary).read())["best"]
+        best = json.loads(Path(summary).read_text())["best"]
         if best is None:
             raise StudyError(f"the search of strategy {strategy!r} has no successful trial to repeat")
         configs[strategy] = best["config"]

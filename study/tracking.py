@@ -64,7 +64,7 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
 def numeric_metrics(result: dict) -> dict[str, float]:
     """The trial's own metrics (``split/name`` and ``epoch``), without Tune's bookkeeping keys."""
     return {k: float(v) for k, v in result.items()
-            if ("/" in k and not k.startswith("config/") or k == "epoch")
+            if (("/" in k and not k.startswith("config/")) or k == "epoch")
             and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 

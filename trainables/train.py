@@ -132,6 +132,7 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
     t.model.train()
     order = SAMPLERS.get(cfg.sampler)(t.train_labels_cpu, len(t.class_names), t.data_gen,
                                       t.sample_weights).to(t.device)
+    weights = None if t.sample_weights is None else t.sample_weights.to(t.device)  # once per epoch
     loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
     correct = torch.zeros((), device=t.device, dtype=torch.int64)
     seen = 0
@@ -144,8 +145,7 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
         y = train.labels[idx]
         with t.autocast():
             logits = t.model(x)
-        weights = None if t.sample_weights is None else t.sample_weights.to(t.device)[idx]
-        loss = t.loss_fn(logits.float(), y, sample_weight=weights)
+        loss = t.loss_fn(logits.float(), y, sample_weight=None if weights is None else weights[idx])
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         t.optimizer.step()
