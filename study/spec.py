@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainables.config import DataConfig, TrialConfig, format_validation_error, parse_config
+from trainables.config import (DataConfig, TrialConfig, deep_merge, format_validation_error,
+                               parse_config)
 from trainables.errors import ConfigError
 from trainables.strategies import PRESETS
 
@@ -209,7 +210,7 @@ class StudySpec(_Strict):
 
     def knobs(self, strategy: str) -> dict[str, Any]:
         value = self.strategies[strategy]
-        return dict(PRESETS.get(value)) if isinstance(value, str) else dict(value)
+        return copy.deepcopy(PRESETS.get(value) if isinstance(value, str) else value)
 
     def space(self, strategy: str) -> dict[str, Distribution]:
         """The shared space plus this strategy's additions (dotted keys, e.g. ``vabal.exponent``)."""
@@ -217,8 +218,8 @@ class StudySpec(_Strict):
 
     def base_config(self, strategy: str, seed: int | None = None) -> dict[str, Any]:
         """The trial config without searched values: data, model, training, the strategy's knobs."""
-        config = {"data": self.data.model_dump(mode="json", exclude_none=True), "model": self.model,
-                  **copy.deepcopy(self.training), **self.knobs(strategy)}
+        config = deep_merge({"data": self.data.model_dump(mode="json", exclude_none=True),
+                             "model": self.model, **copy.deepcopy(self.training)}, self.knobs(strategy))
         config["num_threads"] = max(1, int(self.resources.cpu))
         if seed is not None:
             config["seed"] = seed
@@ -268,7 +269,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Stud
         raise SpecError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
-    raw = expand_env(merge(raw, overrides or {}))
+    raw = expand_env(deep_merge(raw, overrides or {}))
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:
@@ -298,18 +299,10 @@ def expand_env(node: Any, path: str = "") -> Any:
     return _ENV.sub(value, node)
 
 
-def merge(base: dict, extra: dict) -> dict:
-    """Recursive dict merge: ``extra`` wins, nested mappings merge."""
-    merged = dict(base)
-    for k, v in extra.items():
-        merged[k] = merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
 def trial_config(spec: StudySpec, strategy: str, seed: int = 0,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A validated trial config: the spec's data, model and training, one strategy, one seed."""
     if strategy not in spec.strategies:
         raise SpecError(f"strategies: no strategy {strategy!r} in the spec "
                         f"(has {', '.join(spec.strategies)})")
-    return parse_config(merge(spec.base_config(strategy, seed), overrides or {})).model_dump(mode="json")
+    return parse_config(deep_merge(spec.base_config(strategy, seed), overrides or {})).model_dump(mode="json")

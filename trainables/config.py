@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .models import MODELS
 from .registry import Registry
 from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
+from .strategies.vabal import VabalConfig
 
 METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
                 "specificity", "pr_auc")
@@ -85,6 +86,7 @@ class TrialConfig(_Strict):
     sampler: str = "uniform"
     loss: str = "ce"
     augment: str = "none"
+    vabal: VabalConfig | None = None
     monitor: str = "val/balanced_accuracy"
     monitor_mode: Literal["max", "min"] = "max"
     test_every_epoch: bool = False
@@ -108,8 +110,28 @@ class TrialConfig(_Strict):
             if name not in PRESETS:
                 raise ValueError(f"strategy: unknown strategy preset {name!r}; registered: "
                                  f"{', '.join(PRESETS)}")
-            values = {**PRESETS.get(name), **values}
+            values = deep_merge(PRESETS.get(name), values)
         return values
+
+    @model_validator(mode="after")
+    def _vabal(self) -> TrialConfig:
+        if self.vabal is None:
+            if self.sampler == "vabal":
+                raise ValueError("sampler: 'vabal' samples by VaB-AL weights; add a vabal: section "
+                                 "with use_for sampler or both")
+            return self
+        if not MODELS.get(self.model).has_stages:
+            staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
+            raise ValueError(f"vabal: model {self.model!r} cannot list its stage outputs, which "
+                             f"VaB-AL reads; use one of {staged}")
+        if self.vabal.in_sampler:
+            if self.sampler not in ("uniform", "vabal"):
+                raise ValueError(f"sampler: vabal.use_for={self.vabal.use_for} samples by the VaB-AL "
+                                 f"weights; leave sampler unset or 'vabal' (got {self.sampler!r})")
+            self.sampler = "vabal"
+        elif self.sampler == "vabal":
+            raise ValueError("sampler: 'vabal' needs vabal.use_for sampler or both (it is 'loss')")
+        return self
 
     @field_validator("monitor")
     @classmethod
@@ -119,6 +141,15 @@ class TrialConfig(_Strict):
             raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
                              f"recall_<class>, got {v!r}")
         return v
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """Recursive dict merge: ``extra`` wins, nested mappings merge."""
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = (deep_merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict)
+                     else v)
+    return merged
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

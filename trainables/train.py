@@ -29,10 +29,11 @@ from .metrics import classification_metrics, resolve_class
 from .models import build_model, normalisation
 from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.lr_policies import LRPolicy
+from .strategies.vabal import VaBAL, feature_dims, pooled_stage_features
 
 Report = Callable[[dict, str | None], None]
 CHECKPOINT_FILE = "trial.pt"
-STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3}
+STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -79,13 +80,29 @@ class Trial:
     data_gen: torch.Generator
     aug_gen: torch.Generator
     train_labels_cpu: torch.Tensor
-    sample_weights: torch.Tensor | None = None  # per-sample weights hook (dynamic strategies)
+    sample_weights: torch.Tensor | None = None  # per-sample weights (CPU) of a dynamic strategy
+    vabal: VaBAL | None = None
     epoch: int = 0
     best: dict = field(default_factory=dict)  # monitor value, epoch, val metrics, model state
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def eval_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch as un-augmented (centre-cropped, normalised) model input."""
+        return self.inputs(centre_crop(images.float().div_(255), self.cfg.data.image_size))
+
+    def epoch_order(self) -> torch.Tensor:
+        """This epoch's training indices from the configured sampler (which may read the weights)."""
+        return SAMPLERS.get(self.cfg.sampler)(self.train_labels_cpu, len(self.class_names),
+                                              self.data_gen, self.sample_weights).to(self.device)
+
+    def loss_weights(self) -> torch.Tensor | None:
+        """The per-sample weights on the device when the strategy weights the loss (VaB-AL)."""
+        if self.sample_weights is None or not (self.cfg.vabal and self.cfg.vabal.in_loss):
+            return None
+        return self.sample_weights.to(self.device)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
@@ -114,7 +131,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     steps_per_epoch = math.ceil(len(probe) / cfg.batch_size)
     optimizer = OPTIMIZERS.get(cfg.optimizer)(
         [p for p in model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, cfg.momentum)
-    return Trial(
+    t = Trial(
         cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
         model=model, mean=mean, std=std, optimizer=optimizer,
         policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch),
@@ -123,6 +140,10 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
         aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
         train_labels_cpu=train_labels,
     )
+    if cfg.vabal is not None:
+        dims = feature_dims(model, t.eval_inputs(splits["train"].images[:2]))
+        t.vabal = VaBAL(cfg.vabal, dims, arrays.num_classes, device, stream_seed(cfg.seed, "vabal"))
+    return t
 
 
 def train_one_epoch(t: Trial) -> dict[str, float]:
@@ -130,9 +151,8 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
     cfg, train = t.cfg, t.splits["train"]
     augment = AUGMENTS.get(cfg.augment)
     t.model.train()
-    order = SAMPLERS.get(cfg.sampler)(t.train_labels_cpu, len(t.class_names), t.data_gen,
-                                      t.sample_weights).to(t.device)
-    weights = None if t.sample_weights is None else t.sample_weights.to(t.device)  # once per epoch
+    order = t.epoch_order()
+    weights = t.loss_weights()  # moved to the device once per epoch
     loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
     correct = torch.zeros((), device=t.device, dtype=torch.int64)
     seen = 0
@@ -169,8 +189,7 @@ def evaluate(t: Trial, split: str, model: nn.Module | None = None) -> dict[str, 
     data = t.splits[split]
     probs, loss_sum = [], 0.0
     for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
-        x = t.inputs(centre_crop(data.images[i:i + 4 * t.cfg.batch_size].float().div_(255),
-                                 t.cfg.data.image_size))
+        x = t.eval_inputs(data.images[i:i + 4 * t.cfg.batch_size])
         with t.autocast():
             logits = model(x).float()
         y = data.labels[i:i + len(x)]
@@ -180,6 +199,18 @@ def evaluate(t: Trial, split: str, model: nn.Module | None = None) -> dict[str, 
     metrics = classification_metrics(data.labels.cpu().numpy(), p, loss_sum / len(p),
                                      t.class_names, t.positive)
     return {f"{split}/{k}": v for k, v in metrics.items()}
+
+
+def refresh_vabal(t: Trial) -> dict[str, float]:
+    """End of a VaB-AL round: pooled stage features of the current classifier (train and val,
+    un-augmented, stored order), a VAE round, and new per-sample weights."""
+    start = time.perf_counter()
+    with t.autocast():
+        feats = {s: pooled_stage_features(t.model, t.splits[s].images, t.eval_inputs,
+                                          4 * t.cfg.batch_size) for s in ("train", "val")}
+    t.sample_weights, metrics = t.vabal.refresh(feats["train"], t.splits["train"].labels,
+                                                feats["val"], t.splits["val"].labels)
+    return metrics | {"vabal/refresh_s": time.perf_counter() - start}
 
 
 def _improved(t: Trial, value: float) -> bool:
@@ -205,6 +236,7 @@ def save_checkpoint(t: Trial, folder: Path) -> None:
         "data_gen": t.data_gen.get_state(),
         "aug_gen": t.aug_gen.get_state(),
         "sample_weights": t.sample_weights,
+        "vabal": t.vabal.state_dict() if t.vabal else None,
         "best": t.best,
     }, folder / CHECKPOINT_FILE)
 
@@ -220,6 +252,8 @@ def load_checkpoint(t: Trial, folder: str | Path) -> None:
     t.data_gen.set_state(state["data_gen"].cpu())
     t.aug_gen.set_state(state["aug_gen"].cpu())
     t.sample_weights = state["sample_weights"]
+    if t.vabal:
+        t.vabal.load_state_dict(state["vabal"])
     t.best = state["best"]
     t.epoch = state["epoch"]
 
@@ -245,6 +279,8 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         t.policy.after_epoch(val)
         t.epoch += 1
         metrics |= val
+        if t.vabal and t.vabal.due(t.epoch, cfg.epochs):
+            metrics |= refresh_vabal(t)
         if _improved(t, val[cfg.monitor]):
             t.best = {"value": val[cfg.monitor], "epoch": t.epoch,
                       "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()},

@@ -1,6 +1,7 @@
-"""A small CNN for fast CPU trials and tests."""
+"""A small CNN for fast CPU trials and tests; it lists its stage outputs, so VaB-AL can read it."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from . import register_model
@@ -11,13 +12,29 @@ def _block(cin: int, cout: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-@register_model("simple_cnn", norm="cifar")
+class SimpleCNN(nn.Module):
+    """Four conv-BN-ReLU blocks (16-32-64-64) with pooling, global average pool, dropout 0.2.
+    The first block is the stem; the other three are the stages."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_block(in_channels, 16), nn.MaxPool2d(2))
+        self.layer1 = nn.Sequential(_block(16, 32), nn.MaxPool2d(2))
+        self.layer2 = nn.Sequential(_block(32, 64), nn.MaxPool2d(2))
+        self.layer3 = _block(64, 64)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                                  nn.Linear(64, num_classes))
+
+    def stages(self) -> list[nn.Module]:
+        return [self.layer1, self.layer2, self.layer3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages():
+            x = stage(x)
+        return self.head(x)
+
+
+@register_model("simple_cnn", norm="cifar", has_stages=True)
 def simple_cnn(num_classes: int, in_channels: int) -> nn.Module:
-    """Four conv-BN-ReLU blocks (16-32-64-64) with pooling, global average pool, dropout 0.2."""
-    return nn.Sequential(
-        _block(in_channels, 16), nn.MaxPool2d(2),
-        _block(16, 32), nn.MaxPool2d(2),
-        _block(32, 64), nn.MaxPool2d(2),
-        _block(64, 64),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, num_classes),
-    )
+    return SimpleCNN(num_classes, in_channels)

@@ -1,4 +1,4 @@
-"""Strategy presets: named points in the strategy dimensions (thesis, Table 1)."""
+"""Strategy presets: named points in the strategy dimensions (thesis, Table 1 and VaB-AL)."""
 from __future__ import annotations
 
 from ..registry import Registry
@@ -13,3 +13,6 @@ for _name, _knobs in {
     "combined": {"augment": "standard", "sampler": "class_balanced", "loss": "class_weighted"},
 }.items():
     PRESETS.register(_name)(_knobs)
+
+for _use in ("loss", "sampler", "both"):
+    PRESETS.register(f"vabal_{_use}")({"augment": "standard", "loss": "ce", "vabal": {"use_for": _use}})

@@ -46,3 +46,12 @@ def undersample(labels, num_classes, gen, sample_weights=None) -> torch.Tensor:
         picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
     chosen = torch.cat(picks)
     return chosen[torch.randperm(len(chosen), generator=gen)]
+
+
+@SAMPLERS.register("vabal")
+def vabal(labels, num_classes, gen, sample_weights=None) -> torch.Tensor:
+    """VaB-AL sampling: N draws with replacement, probability proportional to each sample's learned
+    weight; before the first refresh (no weights yet) every sample once, shuffled, like uniform."""
+    if sample_weights is None:
+        return torch.randperm(len(labels), generator=gen)
+    return torch.multinomial(sample_weights.double(), len(labels), replacement=True, generator=gen)

@@ -1,0 +1,311 @@
+"""VaB-AL as learned, dynamic per-sample weights (the method fixed in ../shared/VABAL.md).
+
+A VAE reads the classifier's pooled stage outputs. Its latent space has one block of
+``latent_per_class`` units per class, and a sample of class n is represented by the *absence* of
+block n (``w_n``, the block's squared norm, is small). Every ``refresh_every`` classifier epochs
+the VAE trains ``vae_epochs`` epochs on the current features, then scores every training sample's
+difficulty ``s(x) = 1 - sum_n acc_n * pi_n(x)`` by batched Monte Carlo (all draws and all class
+masks as tensor ops), and the scores become weights for the sampler, the loss, or both.
+
+Scores are computed on un-augmented training images in their stored order, with the VAE in eval
+mode and one set of MC draws shared by all samples, so a sample's weight does not depend on where
+it sits in the data set (the public codes scored augmented, shuffled batches).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from ..models import stage_outputs
+
+HIDDEN = 128
+SCORE_CHUNK_ELEMENTS = 1 << 24  # decoder outputs held at once while scoring (64 MB of float32)
+
+
+class VabalConfig(BaseModel):
+    """The VaB-AL knobs; every one is searchable from a spec as ``vabal.<knob>``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    use_for: Literal["sampler", "loss", "both"] = "both"
+    exponent: float = Field(1.0, gt=0)
+    refresh_every: int = Field(4, ge=1)
+    vae_epochs: int = Field(5, ge=1)
+    mc_samples: int = Field(100, ge=1)
+    lambda_: float = Field(1.0, ge=0, alias="lambda")
+    latent_per_class: int = Field(10, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    score_formula: Literal["posterior", "thesis"] = "posterior"
+    w_min: float = Field(0.1, gt=0)
+    w_max: float = Field(10.0, gt=0)
+    vae_lr: float = Field(1e-3, gt=0)
+    vae_batch_size: int = Field(128, ge=2)
+
+    @model_validator(mode="after")
+    def _clip_range(self) -> VabalConfig:
+        if self.w_min > self.w_max:
+            raise ValueError(f"w_min ({self.w_min}) must be <= w_max ({self.w_max})")
+        return self
+
+    @property
+    def in_sampler(self) -> bool:
+        return self.use_for in ("sampler", "both")
+
+    @property
+    def in_loss(self) -> bool:
+        return self.use_for in ("loss", "both")
+
+
+def _dense(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, cout), nn.ReLU(), nn.BatchNorm1d(cout))
+
+
+class VAE(nn.Module):
+    """Per-stage embeddings (Linear + ReLU + BatchNorm to 128 each, concatenated), a 3-layer
+    encoder to mu/logvar of ``latent_per_class x num_classes``, and a mirrored decoder."""
+
+    def __init__(self, feature_dims: list[int], num_classes: int, latent_per_class: int) -> None:
+        super().__init__()
+        self.num_classes, self.latent_per_class = num_classes, latent_per_class
+        width, latent = HIDDEN * len(feature_dims), latent_per_class * num_classes
+        self.embed = nn.ModuleList(_dense(c, HIDDEN) for c in feature_dims)
+        self.encoder = nn.Sequential(_dense(width, HIDDEN), _dense(HIDDEN, HIDDEN), _dense(HIDDEN, HIDDEN))
+        self.mu = nn.Linear(HIDDEN, latent)
+        self.logvar = nn.Linear(HIDDEN, latent)
+        self.decoder = nn.Sequential(_dense(latent, HIDDEN), _dense(HIDDEN, HIDDEN),
+                                     _dense(HIDDEN, HIDDEN), nn.Linear(HIDDEN, width))
+        # keep[n] zeroes the latent block of class n (the sample "is" class n)
+        keep = 1 - torch.eye(num_classes).repeat_interleave(latent_per_class, dim=1)
+        self.register_buffer("keep", keep, persistent=False)
+
+    def embedding(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([e(f) for e, f in zip(self.embed, features)], dim=1)
+
+    def encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.encoder(h)
+        return self.mu(e), self.logvar(e)
+
+    def block_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """``w_n``: the squared norm of each class block of ``z`` (..., num_classes)."""
+        return z.unflatten(-1, (self.num_classes, self.latent_per_class)).pow(2).sum(-1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode any leading shape: (..., latent) -> (..., width)."""
+        return self.decoder(z.flatten(0, -2)).unflatten(0, z.shape[:-1])
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per sample."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def vae_loss(vae: VAE, features: list[torch.Tensor], labels: torch.Tensor, eps: torch.Tensor,
+             lam: float) -> torch.Tensor:
+    """Reconstruction (summed over features, mean over batch) + KLD + lambda * CE(softmax(-w), y),
+    decoding with the label's block masked."""
+    h = vae.embedding(features)
+    mu, logvar = vae.encode(h)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    recon = vae.decode(z * vae.keep[labels])
+    rec = (recon - h.detach()).pow(2).sum(1).mean()
+    ce = F.cross_entropy(-vae.block_energy(z), labels)
+    return rec + kl_divergence(mu, logvar).mean() + lam * ce
+
+
+@torch.no_grad()
+def predict(vae: VAE, features: list[torch.Tensor]) -> torch.Tensor:
+    """The VAE's class prediction: the block with the least energy (argmin w) at z = mu."""
+    vae.eval()
+    mu, _ = vae.encode(vae.embedding(features))
+    return vae.block_energy(mu).argmin(1)
+
+
+def smoothed_precision(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """acc_n = p(y = n | y_hat = n) with add-one smoothing: (correct + 1) / (predicted + 2)."""
+    predicted = torch.bincount(pred, minlength=num_classes).double()
+    correct = torch.bincount(pred[pred == labels], minlength=num_classes).double()
+    return (correct + 1) / (predicted + 2)
+
+
+def smoothed_prior(pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """prior_n = share of predictions that are n, add-one smoothed so no class has prior 0."""
+    return (torch.bincount(pred, minlength=num_classes).double() + 1) / (len(pred) + num_classes)
+
+
+def folded_decoder(vae: VAE) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The eval-mode decoder as four affine maps with ReLU between: each BatchNorm (an affine map
+    in eval mode) is folded into the Linear that follows it. Exact up to float rounding."""
+    layers, scale, shift = [], None, None
+    for block in vae.decoder:
+        linear = block[0] if isinstance(block, nn.Sequential) else block
+        weight, bias = linear.weight, linear.bias
+        if scale is not None:
+            weight, bias = weight * scale, bias + weight @ shift
+        layers.append((weight, bias))
+        if isinstance(block, nn.Sequential):
+            bn = block[2]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            shift = bn.bias - bn.running_mean * scale
+    return layers
+
+
+@torch.no_grad()
+def difficulty(vae: VAE, features: list[torch.Tensor], eps: torch.Tensor, acc: torch.Tensor,
+               prior: torch.Tensor, temperature: float = 1.0,
+               formula: str = "posterior") -> torch.Tensor:
+    """Per-sample difficulty ``1 - sum_n acc_n * pi_n(x)``, averaged over the MC draws ``eps``
+    (mc_samples x latent, shared by every sample). ``L_n`` is the reconstruction error with block
+    n masked plus the KLD, i.e. ``-log p(x | y_hat = n)`` up to a constant.
+
+    ``posterior``: ``pi = softmax(-L / T + log prior)``; ``thesis``: ``pi = L * prior / sum(L * prior)``.
+
+    All draws and class masks go through the decoder as one batch per chunk of samples. The
+    squared error ``|W r + b - h|^2`` of the output layer is expanded as
+    ``r.(G r + 2 W^T (b - h)) + |b - h|^2`` with ``G = W^T W``, so the decoder's output
+    (width values per sample, draw and class) is never formed.
+    """
+    vae.eval()
+    n, (m, classes) = len(features[0]), (len(eps), vae.num_classes)
+    acc, log_prior, prior = (v.to(eps.device, torch.float32) for v in (acc, prior.log(), prior))
+    *hidden, (w_out, b_out) = folded_decoder(vae)
+    gram = w_out.T @ w_out
+    chunk = max(1, SCORE_CHUNK_ELEMENTS // (m * classes * HIDDEN))
+    scores = []
+    for i in range(0, n, chunk):
+        h = vae.embedding([f[i:i + chunk] for f in features])                      # (b, width)
+        mu, logvar = vae.encode(h)
+        z = mu[:, None] + eps[None] * torch.exp(0.5 * logvar)[:, None]             # (b, m, latent)
+        r = z[:, :, None, :] * vae.keep                                            # (b, m, C, latent)
+        for weight, bias in hidden:
+            r = torch.addmm(bias, r.flatten(0, -2), weight.T).relu_().unflatten(0, r.shape[:-1])
+        d = b_out - h                                                              # (b, width)
+        cross = 2 * (d @ w_out)[:, None, None]                                     # (b, 1, 1, hidden)
+        rec = (r @ gram).add_(cross).mul_(r).sum(-1) + d.pow(2).sum(-1)[:, None, None]  # (b, m, C)
+        nll = rec.clamp_min(0) + kl_divergence(mu, logvar)[:, None, None]
+        if formula == "posterior":
+            pi = torch.softmax(-nll / temperature + log_prior, dim=-1)
+        else:
+            q = nll * prior
+            pi = q / q.sum(-1, keepdim=True)
+        scores.append((1 - (pi * acc).sum(-1)).mean(1))
+    return torch.cat(scores)
+
+
+def scores_to_weights(scores: torch.Tensor, exponent: float, w_min: float, w_max: float) -> torch.Tensor:
+    """``(s / mean(s)) ** exponent`` clipped to ``[w_min, w_max]``."""
+    s = scores.double()
+    return (s / s.mean()).pow(exponent).clamp(w_min, w_max).float()
+
+
+def effective_share(weights: torch.Tensor) -> float:
+    """Kish's effective sample size of the weights as a share of the samples (1 = uniform)."""
+    w = weights.double()
+    return float(w.sum() ** 2 / (w * w).sum() / len(w))
+
+
+class VaBAL:
+    """The VAE, its optimiser and random stream, and the round schedule of one trial.
+
+    ``refresh(train_features, train_labels, val_features, val_labels)`` trains the VAE for a round
+    and returns the new per-sample weights (CPU, aligned with the training samples) and the round's
+    metrics. All randomness (VAE init, minibatch order, reparameterisation and MC draws) comes from
+    ``seed`` through one CPU generator, so results match across devices and resumes.
+    """
+
+    def __init__(self, cfg: VabalConfig, feature_dims: list[int], num_classes: int,
+                 device: torch.device, seed: int) -> None:
+        self.cfg, self.device, self.num_classes = cfg, device, num_classes
+        self.gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.vae = VAE(feature_dims, num_classes, cfg.latent_per_class).to(device)
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
+        self.latent = cfg.latent_per_class * num_classes
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """A round ends after every ``refresh_every`` classifier epochs (not after the last)."""
+        return epoch % self.cfg.refresh_every == 0 and epoch < epochs
+
+    def _normal(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.gen).to(self.device)
+
+    def train_vae(self, features: list[torch.Tensor], labels: torch.Tensor) -> float:
+        """``vae_epochs`` epochs over the (fixed) features; returns the last epoch's mean loss."""
+        self.vae.train()
+        n, bs = len(labels), self.cfg.vae_batch_size
+        total = 0.0
+        for _ in range(self.cfg.vae_epochs):
+            order = torch.randperm(n, generator=self.gen).to(self.device)
+            total = 0.0
+            for i in range(0, n, bs):
+                idx = order[i:i + bs]
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                loss = vae_loss(self.vae, [f[idx] for f in features], labels[idx],
+                                self._normal(len(idx), self.latent), self.cfg.lambda_)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += float(loss.detach()) * len(idx)
+        return total / n
+
+    def refresh(self, train_features: list[torch.Tensor], train_labels: torch.Tensor,
+                val_features: list[torch.Tensor], val_labels: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        vae_loss_value = self.train_vae(train_features, train_labels)
+        val_pred = predict(self.vae, val_features)
+        acc = smoothed_precision(val_pred, val_labels, self.num_classes)
+        prior = smoothed_prior(predict(self.vae, train_features), self.num_classes)
+        scores = difficulty(self.vae, train_features, self._normal(cfg.mc_samples, self.latent),
+                            acc, prior, cfg.temperature, cfg.score_formula).cpu()
+        if not torch.isfinite(scores).all():
+            raise FloatingPointError("VaB-AL: non-finite difficulty scores")
+        weights = scores_to_weights(scores, cfg.exponent, cfg.w_min, cfg.w_max)
+        labels = train_labels.cpu()
+        metrics = {
+            "vabal/score_mean": float(scores.mean()), "vabal/score_std": float(scores.std()),
+            "vabal/weight_max": float(weights.max()), "vabal/weight_min": float(weights.min()),
+            "vabal/effective_share": effective_share(weights),
+            "vabal/vae_accuracy": float((val_pred == val_labels).double().mean()),
+            "vabal/vae_loss": vae_loss_value,
+            **{f"vabal/score_mean_class{c}": float(scores[labels == c].mean())
+               for c in range(self.num_classes) if (labels == c).any()},
+        }
+        return weights, metrics
+
+    def state_dict(self) -> dict:
+        return {"vae": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vae.load_state_dict(state["vae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["gen"].cpu())
+
+
+@torch.no_grad()
+def pooled_stage_features(model: nn.Module, images: torch.Tensor,
+                          inputs: Callable[[torch.Tensor], torch.Tensor],
+                          batch_size: int) -> list[torch.Tensor]:
+    """Global-average-pooled stage outputs of ``model`` (eval mode, no gradients) for ``images``
+    in their stored order; ``inputs`` turns a uint8 batch into the model's un-augmented input."""
+    was_training = model.training
+    model.eval()
+    parts: list[list[torch.Tensor]] = []
+    for i in range(0, len(images), batch_size):
+        outs = stage_outputs(model, inputs(images[i:i + batch_size]))
+        parts.append([o.float().mean((2, 3)) for o in outs])
+    model.train(was_training)
+    return [torch.cat(stage) for stage in zip(*parts)]
+
+
+def feature_dims(model: nn.Module, example: torch.Tensor) -> list[int]:
+    """The channel count of each stage output, from one forward pass of ``example``."""
+    return [f.shape[1] for f in pooled_stage_features(model, example, lambda x: x, len(example))]
+
