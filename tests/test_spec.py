@@ -42,7 +42,7 @@ def test_a_valid_spec_gives_trial_configs(tmp_path):
     ("lr: {choice: []}", "search.space.lr.choice: choice needs at least one value"),
     ("sampler: {choice: [uniform, smote]}", "search.space.sampler: unknown sampler 'smote'"),
     ("lr: {uniform: [-1.0, 1.0]}", "search.space.lr: Input should be greater than 0"),
-    ("vabal.exponent: {uniform: [0.5, 2]}", "search.space.vabal: Extra inputs are not permitted"),
+    ("vabal.exponent: {uniform: [0.5, 2]}", "search.space.vabal.use_for: Field required"),
 ])
 def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
     text = BASE.replace("lr: {loguniform: [1.0e-4, 1.0e-2]}", change)

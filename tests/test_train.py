@@ -18,7 +18,8 @@ def collect(config, **kw):
 
 
 def scalars(m):
-    return {k: v for k, v in m.items() if not k.endswith("epoch_seconds")}
+    """The metrics without wall-clock timings."""
+    return {k: v for k, v in m.items() if not k.endswith(("epoch_seconds", "_s"))}
 
 
 def test_reports_every_epoch_with_a_checkpoint(tiny_config):
@@ -46,24 +47,29 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
     assert a[-1]["train/loss"] != c[-1]["train/loss"]
 
 
-@pytest.mark.parametrize("strategy", ["control", "combined"])
-def test_resume_is_bit_identical(tiny_config, tmp_path, strategy):
-    tiny_config |= {"strategy": strategy, "epochs": 3}
+@pytest.mark.parametrize("strategy, extra, epochs, stop_at", [
+    ("control", {}, 3, 2),
+    ("combined", {}, 3, 2),
+    # VaB-AL rounds end at epochs 2 and 4: stop mid-round 2, the resumed run refreshes at epoch 4
+    ("vabal_both", {"vabal": {"refresh_every": 2, "mc_samples": 20, "vae_epochs": 2}}, 5, 3),
+])
+def test_resume_is_bit_identical(tiny_config, tmp_path, strategy, extra, epochs, stop_at):
+    tiny_config |= {"strategy": strategy, "epochs": epochs, **extra}
     full, _ = collect(tiny_config)
 
     class Interrupted(Exception):
         pass
 
-    def stop_after_two(metrics, ckpt):
-        if metrics["epoch"] == 2:
+    def stop(metrics, ckpt):
+        if metrics["epoch"] == stop_at:
             shutil.copytree(ckpt, tmp_path / "ckpt")
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run(tiny_config, stop_after_two)
+        run(tiny_config, stop)
     resumed, _ = collect(tiny_config, checkpoint_dir=tmp_path / "ckpt")
-    assert [m["epoch"] for m in resumed] == [3]
-    assert scalars(resumed[0]) == scalars(full[-1])
+    assert [m["epoch"] for m in resumed] == list(range(stop_at + 1, epochs + 1))
+    assert [scalars(m) for m in resumed] == [scalars(m) for m in full[stop_at:]]
 
 
 def test_prepared_arrays_can_be_passed_in(tiny_config):

@@ -32,7 +32,7 @@ class VabalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
-    use_for: Literal["sampler", "loss", "both"] = "both"
+    use_for: Literal["sampler", "loss", "both"]  # required: naming it is what turns VaB-AL on
     exponent: float = Field(1.0, gt=0)
     refresh_every: int = Field(4, ge=1)
     vae_epochs: int = Field(5, ge=1)
