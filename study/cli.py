@@ -12,7 +12,7 @@ import yaml
 from trainables.errors import ConfigError, DataError
 
 from .errors import SpecError, StudyError, StudyInterrupted, TrackingError
-from .spec import load_spec, trial_config
+from .spec import load_spec, set_dotted, trial_config
 from .synth import write_synthetic
 
 
@@ -23,11 +23,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SpecError(f"--set {item!r}: expected KEY=VALUE")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+        set_dotted(out, key, yaml.safe_load(value))
     return out
 
 

@@ -110,3 +110,35 @@ def test_fresh_replaces_the_previous_search(ray_local, tiny_spec_file):
     assert not {r.info.run_id for r in live} & {r.info.run_id for r in first}
     studies = optuna.get_all_study_summaries(optuna_storage_uri(spec))
     assert {s.study_name: s.n_trials for s in studies} == {"again.control.search": 1, "again.upsample.search": 1}
+
+
+def test_vabal_knobs_are_searched_and_round_metrics_reach_mlflow(ray_local, tiny_spec_file):
+    text = tiny_spec_file(name="vabal", samples=2).read_text()
+    text = text.replace("  control: control\n  upsample: upsample\n", "  control: control\n  vabal: {strategy: "
+                        "vabal_both, vabal: {refresh_every: 1, mc_samples: 10}}\n")
+    text = text.replace("  samples_per_strategy:", "  strategy_space:\n    vabal:\n"
+                        "      vabal.exponent: {loguniform: [0.5, 2.0]}\n"
+                        "      vabal.lambda: {loguniform: [0.1, 10.0]}\n"
+                        "  samples_per_strategy:")
+    text = text.replace("scheduler: {type: asha, grace_period: 1, reduction_factor: 2}",
+                        "scheduler: {type: fifo}")
+    path = tiny_spec_file(name="vabal")
+    path.write_text(text + "\nrepeats: {seeds: 2}\n")
+    spec = load_spec(path)
+    summary = run_search(spec)
+    best = summary["strategies"]["vabal"]["best"]
+    assert set(best["searched"]) == {"lr", "vabal.exponent", "vabal.lambda"}
+    client = MlflowClient(spec.tracking.uri)
+    exp = client.get_experiment_by_name("vabal")
+    children = client.search_runs([exp.experiment_id], "tags.strategy = 'vabal'")
+    children = [r for r in children if "trial_id" in r.data.tags]
+    assert len(children) == 2
+    for child in children:
+        params = child.data.params
+        assert params["vabal.use_for"] == "both" and params["sampler"] == "vabal"
+        assert params["vabal.refresh_every"] == "1" and "vabal.lambda" in params
+        rounds = client.get_metric_history(child.info.run_id, "vabal/score_mean")
+        assert [m.step for m in rounds] == [1, 2]  # a round after epochs 1 and 2, none after 3
+    control = [r for r in client.search_runs([exp.experiment_id], "tags.strategy = 'control'")
+               if "trial_id" in r.data.tags]
+    assert control and not any(k.startswith("vabal") for r in control for k in r.data.params)

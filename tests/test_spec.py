@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from study.errors import SpecError
@@ -21,8 +23,10 @@ def write(tmp_path, text):
     return p
 
 
-@pytest.mark.parametrize("path", ["search_spaces/quickstart.yaml", "search_spaces/thesis_resnet18.yaml",
-                                  "search_spaces/thesis_resnet50.yaml"])
+SHIPPED = sorted(str(p) for p in (Path(__file__).parents[1] / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: Path(p).name)
 def test_shipped_specs_validate(path):
     spec = load_spec(path)
     assert spec.strategies and spec.search.samples_per_strategy >= 1

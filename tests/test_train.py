@@ -38,7 +38,7 @@ def test_reports_every_epoch_with_a_checkpoint(tiny_config):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
-    tiny_config["augment"] = "standard"
+    tiny_config |= {"augment": "standard", "device": "cpu"}  # bit-identical is the CPU promise
     a, _ = collect(tiny_config)
     b, _ = collect(tiny_config)
     assert [scalars(m) for m in a] == [scalars(m) for m in b]
@@ -54,7 +54,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
     ("vabal_both", {"vabal": {"refresh_every": 2, "mc_samples": 20, "vae_epochs": 2}}, 5, 3),
 ])
 def test_resume_is_bit_identical(tiny_config, tmp_path, strategy, extra, epochs, stop_at):
-    tiny_config |= {"strategy": strategy, "epochs": epochs, **extra}
+    tiny_config |= {"strategy": strategy, "epochs": epochs, "device": "cpu", **extra}
     full, _ = collect(tiny_config)
 
     class Interrupted(Exception):
@@ -73,6 +73,7 @@ def test_resume_is_bit_identical(tiny_config, tmp_path, strategy, extra, epochs,
 
 
 def test_prepared_arrays_can_be_passed_in(tiny_config):
+    tiny_config["device"] = "cpu"
     arrays = load_arrays(parse_config(tiny_config).data)
     _, from_arrays = collect(tiny_config, data=arrays)
     _, from_config = collect(tiny_config)
@@ -139,7 +140,7 @@ def test_positive_class_must_exist(tiny_config):
 
 
 def test_channels_last_and_bf16_autocast_run_on_cpu(tiny_config):
-    tiny_config |= {"channels_last": True, "amp": "bf16", "epochs": 1}
+    tiny_config |= {"channels_last": True, "amp": "bf16", "epochs": 1, "device": "cpu"}
     _, final = collect(tiny_config)
     assert np.isfinite(final["val/loss"])
 
