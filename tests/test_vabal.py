@@ -222,3 +222,21 @@ def test_vae_masks_exactly_the_label_block():
     z = torch.ones(3, 12)
     masked = z * vae.keep[torch.tensor([0, 1, 2])]
     assert masked.view(3, 3, 4).sum(-1).tolist() == [[0, 4, 4], [4, 0, 4], [4, 4, 0]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_graphed_vae_step_on_cuda_follows_the_cpu_trajectory():
+    """Same seed: the CPU's eager steps and CUDA's warm-up + graph replays (with a partial last
+    batch run eagerly in between) train the VAE to the same weights."""
+    cfg = VabalConfig(use_for="both", vae_epochs=3, vae_batch_size=32)
+    feats, labels = features(150, seed=6), torch.arange(150) % 3
+    trained = {}
+    for device in ("cpu", "cuda"):
+        vabal = VaBAL(cfg, DIMS, 3, torch.device(device), seed=0)
+        losses = [vabal.train_vae([f.to(device) for f in feats], labels.to(device)) for _ in range(2)]
+        trained[device] = (losses, {k: v.cpu() for k, v in vabal.vae.state_dict().items()})
+        if device == "cuda":
+            assert vabal._graphed is not None and vabal._graphed.graph is not None
+    assert trained["cuda"][0] == pytest.approx(trained["cpu"][0], rel=1e-3)
+    for k, v in trained["cpu"][1].items():
+        torch.testing.assert_close(trained["cuda"][1][k].float(), v.float(), rtol=1e-3, atol=1e-3)

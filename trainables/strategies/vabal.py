@@ -224,8 +224,11 @@ class VaBAL:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.vae = VAE(feature_dims, num_classes, cfg.latent_per_class).to(device)
-        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr, fused=device.type == "cuda")
+        cuda = device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr, fused=cuda,
+                                          capturable=cuda)
         self.latent = cfg.latent_per_class * num_classes
+        self._graphed: GraphedVAEStep | None = None
 
     def due(self, epoch: int, epochs: int) -> bool:
         """A round ends after every ``refresh_every`` classifier epochs (not after the last)."""
@@ -236,9 +239,15 @@ class VaBAL:
 
     def train_vae(self, features: list[torch.Tensor], labels: torch.Tensor) -> float:
         """``vae_epochs`` epochs over the (fixed) features; returns the last epoch's mean loss.
-        Each epoch's order and reparameterisation noise go to the device in one transfer."""
+        Each epoch's order and reparameterisation noise go to the device in one transfer. On CUDA
+        full batches replay one captured graph of the whole step (see :class:`GraphedVAEStep`)."""
         self.vae.train()
         n, bs = len(labels), self.cfg.vae_batch_size
+        if self.device.type == "cuda" and n >= bs:
+            if self._graphed is None:
+                self._graphed = GraphedVAEStep(self, features, labels)
+            else:
+                self._graphed.load(features)
         total = torch.zeros((), device=self.device)
         for _ in range(self.cfg.vae_epochs):
             order = torch.randperm(n, generator=self.gen).to(self.device)
@@ -246,13 +255,20 @@ class VaBAL:
             total.zero_()
             for i in range(0, n - 1, bs):  # a last batch of one is skipped: BatchNorm needs two
                 idx = order[i:i + bs]
-                loss = vae_loss(self.vae, [f[idx] for f in features], labels[idx],
-                                noise[i:i + bs], self.cfg.lambda_)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.detach() * len(idx)
+                if self._graphed is not None and len(idx) == bs:
+                    loss = self._graphed(idx, noise[i:i + bs])
+                else:
+                    loss = self.step([f[idx] for f in features], labels[idx], noise[i:i + bs])
+                total += loss * len(idx)
         return float(total) / n
+
+    def step(self, features: list[torch.Tensor], labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One optimiser step of the VAE on a batch; returns the detached loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = vae_loss(self.vae, features, labels, noise, self.cfg.lambda_)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
     def refresh(self, train_features: list[torch.Tensor], train_labels: torch.Tensor,
                 val_features: list[torch.Tensor], val_labels: torch.Tensor
@@ -287,6 +303,57 @@ class VaBAL:
         self.vae.load_state_dict(state["vae"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["gen"].cpu())
+
+
+class GraphedVAEStep:
+    """The VAE's full training step (forward, backward, fused Adam) for a full batch, captured once
+    per trial as a CUDA graph and replayed: one launch instead of a few hundred small kernels,
+    which otherwise bound a refresh on a GPU. The round's features and labels live in static
+    buffers (same shapes every round); each call copies in the batch's indices and noise. The first
+    calls run eagerly on a side stream, as graph capture requires; they are real training steps."""
+
+    WARMUP = 3
+
+    def __init__(self, owner: VaBAL, features: list[torch.Tensor], labels: torch.Tensor) -> None:
+        bs = owner.cfg.vae_batch_size
+        self.owner = owner
+        self.features = [f.clone() for f in features]
+        self.labels = labels.clone()
+        self.idx = torch.zeros(bs, dtype=torch.long, device=labels.device)
+        self.noise = torch.zeros(bs, owner.latent, device=labels.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.loss = torch.zeros((), device=labels.device)
+        self.warm = 0
+
+    def load(self, features: list[torch.Tensor]) -> None:
+        for static, f in zip(self.features, features):
+            static.copy_(f)
+
+    def _batch(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [f[self.idx] for f in self.features], self.labels[self.idx]
+
+    def __call__(self, idx: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        self.idx.copy_(idx)
+        self.noise.copy_(noise)
+        if self.graph is None and self.warm < self.WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = self.owner.step(*self._batch(), self.noise)
+            torch.cuda.current_stream().wait_stream(side)
+            self.warm += 1
+            return loss
+        if self.graph is None:
+            opt = self.owner.optimizer
+            opt.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                loss = vae_loss(self.owner.vae, *self._batch(), self.noise, self.owner.cfg.lambda_)
+                loss.backward()
+                opt.step()
+                self.loss = loss.detach()
+        self.graph.replay()
+        return self.loss.clone()
 
 
 @torch.no_grad()
