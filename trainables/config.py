@@ -67,6 +67,14 @@ class DataConfig(_Strict):
         return self
 
 
+class LossOptions(_Strict):
+    """Knobs of the parameterised losses (each loss reads its own)."""
+
+    gamma: float = Field(2.0, ge=0)         # focal
+    beta: float = Field(0.999, ge=0, lt=1)  # class_balanced (effective number of samples)
+    tau: float = Field(1.0, ge=0)           # logit_adjusted
+
+
 class TrialConfig(_Strict):
     """Everything one trial needs. ``strategy`` names a preset whose knobs fill the strategy
     dimensions (``sampler``, ``loss``, ``augment``, ...) that the config does not set itself."""
@@ -84,6 +92,7 @@ class TrialConfig(_Strict):
     strategy: str | None = None
     sampler: str = "uniform"
     loss: str = "ce"
+    loss_options: LossOptions = LossOptions()
     augment: str = "none"
     monitor: str = "val/balanced_accuracy"
     monitor_mode: Literal["max", "min"] = "max"

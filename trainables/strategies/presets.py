@@ -13,3 +13,9 @@ for _name, _knobs in {
     "combined": {"augment": "standard", "sampler": "class_balanced", "loss": "class_weighted"},
 }.items():
     PRESETS.register(_name)(_knobs)
+
+# Modern imbalance losses, otherwise the control setting (knobs in ``loss_options``).
+for _name, _loss in {"focal": "focal", "class_balanced_loss": "class_balanced",
+                     "logit_adjusted": "logit_adjusted", "balanced_softmax": "balanced_softmax"}.items():
+    PRESETS.register(_name)({"augment": "none", "sampler": "uniform", "loss": _loss})
+
