@@ -5,6 +5,7 @@ fault (``search.space.lr.loguniform: low must be > 0``), before anything runs.
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import math
 import os
@@ -36,7 +37,7 @@ class Distribution(_Strict):
 
     loguniform: list[float] | None = None
     uniform: list[float] | None = None
-    int: list[int] | None = None
+    int: list[builtins.int] | None = None  # builtins: ``int`` is this field inside the class
     choice: list[Any] | None = None
 
     @model_validator(mode="after")

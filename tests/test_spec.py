@@ -37,6 +37,7 @@ def test_a_valid_spec_gives_trial_configs(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ("lr: {loguniform: [1.0e-4, 1.0e-2]}", None),
+    ("batch_size: {int: [8, 32]}", None),
     ("lr: {loguniform: [0, 1.0e-2]}", "search.space.lr.loguniform: low must be > 0"),
     ("lr: {uniform: [0.1, 0.01]}", "search.space.lr.uniform: low (0.1) must be < high (0.01)"),
     ("lr: {normal: [0, 1]}", "search.space.lr.normal: Extra inputs are not permitted"),
