@@ -23,7 +23,8 @@ def write(tmp_path, text):
 
 @pytest.mark.parametrize("path", ["search_spaces/quickstart.yaml", "search_spaces/thesis_resnet18.yaml",
                                   "search_spaces/thesis_resnet50.yaml",
-                                  "search_spaces/imbalance_losses.yaml"])
+                                  "search_spaces/imbalance_losses.yaml", "search_spaces/lr_policies.yaml",
+                                  "search_spaces/lr_policies_cpu.yaml"])
 def test_shipped_specs_validate(path):
     spec = load_spec(path)
     assert spec.strategies and spec.search.samples_per_strategy >= 1

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.config import LossOptions, parse_config
+from trainables.config import LossOptions, LROptions, parse_config
 from trainables.models import build_model
 from trainables.strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
 from trainables.strategies.losses import normalised_inverse_frequency
@@ -75,8 +75,9 @@ def test_optimisers_step(name):
 @pytest.mark.parametrize("name", LR_POLICIES.names())
 def test_lr_policies_report_and_round_trip_state(name):
     opt = torch.optim.SGD(build_model("simple_cnn", 3, 1).parameters(), lr=0.1)
-    policy = LR_POLICIES.get(name)(opt, epochs=3, steps_per_epoch=4)
+    policy = LR_POLICIES.get(name)(opt, epochs=3, steps_per_epoch=4, options=LROptions())
     for _ in range(4):
+        opt.step()
         policy.after_batch()
     policy.after_epoch({"val/loss": 1.0})
     assert policy.lr() > 0

@@ -75,6 +75,27 @@ class LossOptions(_Strict):
     tau: float = Field(1.0, ge=0)           # logit_adjusted
 
 
+def _metric(v: str) -> str:
+    """A ``train/<metric>`` or ``val/<metric>`` name the loop reports every epoch."""
+    split, _, name = v.partition("/")
+    if split not in ("train", "val") or not (name in METRIC_NAMES or name.startswith("recall_")):
+        raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
+                         f"recall_<class>, got {v!r}")
+    return v
+
+
+class LROptions(_Strict):
+    """Knobs of the LR policies (each policy reads its own); onecycle's max_lr is ``lr``."""
+
+    pct_start: float = Field(0.3, gt=0, lt=1)  # onecycle: share of the steps spent warming up
+    metric: str = "val/loss"                   # plateau: minimised if a loss, else maximised
+    factor: float = Field(0.1, gt=0, lt=1)     # plateau
+    patience: int = Field(2, ge=0)             # plateau: epochs without improvement
+    warmup_epochs: int = Field(0, ge=0)        # cosine: linear warm-up before the annealing
+
+    _metric = field_validator("metric")(_metric)
+
+
 class TrialConfig(_Strict):
     """Everything one trial needs. ``strategy`` names a preset whose knobs fill the strategy
     dimensions (``sampler``, ``loss``, ``augment``, ...) that the config does not set itself."""
@@ -89,6 +110,8 @@ class TrialConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     lr_policy: str = "constant"
+    lr_options: LROptions = LROptions()
+    grad_clip: float | None = Field(None, gt=0)
     strategy: str | None = None
     sampler: str = "uniform"
     loss: str = "ce"
@@ -120,14 +143,14 @@ class TrialConfig(_Strict):
             values = {**PRESETS.get(name), **values}
         return values
 
-    @field_validator("monitor")
-    @classmethod
-    def _monitor(cls, v: str) -> str:
-        split, _, name = v.partition("/")
-        if split not in ("train", "val") or not (name in METRIC_NAMES or name.startswith("recall_")):
-            raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
-                             f"recall_<class>, got {v!r}")
-        return v
+    _monitor = field_validator("monitor")(_metric)
+
+    @model_validator(mode="after")
+    def _warmup(self) -> TrialConfig:
+        if self.lr_policy == "cosine" and self.lr_options.warmup_epochs >= self.epochs:
+            raise ValueError(f"lr_options.warmup_epochs ({self.lr_options.warmup_epochs}) must be "
+                             f"< epochs ({self.epochs})")
+        return self
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

@@ -117,7 +117,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     return Trial(
         cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
         model=model, mean=mean, std=std, optimizer=optimizer,
-        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch),
+        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch, cfg.lr_options),
         loss_fn=LOSSES.get(cfg.loss)(torch.bincount(train_labels, minlength=arrays.num_classes),
                                      cfg.loss_options),
         data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
@@ -149,6 +149,8 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
         loss = t.loss_fn(logits.float(), y, sample_weight=None if weights is None else weights[idx])
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
         t.optimizer.step()
         t.policy.after_batch()
         loss_sum += loss.detach() * len(idx)
