@@ -210,7 +210,7 @@ class StudySpec(_Strict):
 
     def knobs(self, strategy: str) -> dict[str, Any]:
         value = self.strategies[strategy]
-        return dict(PRESETS.get(value)) if isinstance(value, str) else dict(value)
+        return copy.deepcopy(PRESETS.get(value) if isinstance(value, str) else value)
 
     def space(self, strategy: str) -> dict[str, Distribution]:
         """The shared space plus this strategy's additions (dotted keys, e.g. ``vabal.exponent``)."""

@@ -30,6 +30,14 @@ def test_shipped_specs_validate(path):
     assert spec.strategies and spec.search.samples_per_strategy >= 1
 
 
+def test_searching_a_nested_knob_leaves_the_preset_alone():
+    from trainables.strategies import PRESETS
+
+    spec = load_spec("search_spaces/lr_policies_cpu.yaml")
+    assert PRESETS.get("lr_cosine")["lr_options"] == {"warmup_epochs": 1}
+    assert spec.knobs("cosine") == PRESETS.get("lr_cosine")
+
+
 def test_a_valid_spec_gives_trial_configs(tmp_path):
     spec = load_spec(write(tmp_path, BASE))
     cfg = trial_config(spec, "mine", seed=4)
