@@ -12,7 +12,7 @@ from .data.augment import AUGMENTS
 from .errors import ConfigError
 from .models import MODELS
 from .registry import Registry
-from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
+from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
 
 METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
                 "specificity", "pr_auc")
@@ -103,6 +103,9 @@ class TrialConfig(_Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
     model: str = "simple_cnn"
+    init: str = "scratch"
+    init_path: Path | None = None
+    freeze: str = "none"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
     optimizer: str = "adam"
@@ -126,6 +129,8 @@ class TrialConfig(_Strict):
     num_threads: int | None = Field(None, ge=1)
 
     _model = field_validator("model")(lambda v: _in(MODELS, v))
+    _init = field_validator("init")(lambda v: _in(INITS, v))
+    _freeze = field_validator("freeze")(lambda v: _in(FREEZES, v))
     _optimizer = field_validator("optimizer")(lambda v: _in(OPTIMIZERS, v))
     _lr_policy = field_validator("lr_policy")(lambda v: _in(LR_POLICIES, v))
     _sampler = field_validator("sampler")(lambda v: _in(SAMPLERS, v))
@@ -146,10 +151,16 @@ class TrialConfig(_Strict):
     _monitor = field_validator("monitor")(_metric)
 
     @model_validator(mode="after")
-    def _warmup(self) -> TrialConfig:
+    def _combinations(self) -> TrialConfig:
         if self.lr_policy == "cosine" and self.lr_options.warmup_epochs >= self.epochs:
             raise ValueError(f"lr_options.warmup_epochs ({self.lr_options.warmup_epochs}) must be "
                              f"< epochs ({self.epochs})")
+        if self.init == "moco" and self.init_path is None:
+            raise ValueError("init_path: init 'moco' needs the MoCo checkpoint file")
+        if self.freeze == "last_block" and not MODELS.get(self.model).has_stages:
+            staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
+            raise ValueError(f"freeze: 'last_block' needs a model made of stages ({staged}), "
+                             f"not {self.model!r}")
         return self
 
 

@@ -27,7 +27,8 @@ from .data.augment import AUGMENTS, centre_crop
 from .errors import TrainingDiverged
 from .metrics import classification_metrics, resolve_class
 from .models import build_model, normalisation
-from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
+from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
+from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
 
 Report = Callable[[dict, str | None], None]
@@ -103,7 +104,10 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     channels = arrays.images.shape[1]
 
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    model = build_model(cfg.model, arrays.num_classes, channels).to(device)
+    model = build_model(cfg.model, arrays.num_classes, channels)
+    INITS.get(cfg.init)(model, cfg.model, cfg.init_path)
+    FREEZES.get(cfg.freeze)(model)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))
@@ -130,7 +134,7 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
     """One pass over the sampler's order: batched device-side augmentation, one step per batch."""
     cfg, train = t.cfg, t.splits["train"]
     augment = AUGMENTS.get(cfg.augment)
-    t.model.train()
+    train_mode(t.model)
     order = SAMPLERS.get(cfg.sampler)(t.train_labels_cpu, len(t.class_names), t.data_gen,
                                       t.sample_weights).to(t.device)
     weights = None if t.sample_weights is None else t.sample_weights.to(t.device)  # once per epoch
