@@ -136,8 +136,9 @@ class RepeatsConfig(_Strict):
     def _test_metrics(cls, v: list[str]) -> list[str]:
         for m in v:
             split, _, name = m.partition("/")
-            if split != "test" or not name:
-                raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric>")
+            if split not in ("test", "test_tta") or not name:
+                raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric> "
+                                 "(or test_tta/<metric> with tta)")
         return v
 
 

@@ -38,6 +38,11 @@ def test_searching_a_nested_knob_leaves_the_preset_alone():
     assert spec.knobs("cosine") == PRESETS.get("lr_cosine")
 
 
+def test_repeats_may_compare_tta_metrics(tmp_path):
+    text = BASE + "repeats: {metrics: [test/sensitivity, test_tta/sensitivity]}\n"
+    assert load_spec(write(tmp_path, text)).repeats.metrics[1] == "test_tta/sensitivity"
+
+
 def test_a_valid_spec_gives_trial_configs(tmp_path):
     spec = load_spec(write(tmp_path, BASE))
     cfg = trial_config(spec, "mine", seed=4)
@@ -74,6 +79,8 @@ def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
     ("control: control", "control: contrl", "strategies: control: unknown strategy preset 'contrl'"),
     ("name: s1", "name: s1\nserch: {}", "serch: Extra inputs are not permitted"),
     ("data: {source: synthetic,", "data: {source: dicom,", "data.source: unknown data source 'dicom'"),
+    ("name: s1", "name: s1\nrepeats: {metrics: [val/sensitivity]}",
+     "repeats.metrics: 'val/sensitivity': repeats are compared on the test split"),
     ("name: s1", "name: s1\nscheduler: {type: asha, grace_period: 9}",
      r"scheduler.grace_period \(9\) exceeds the epochs \(3\)"),
 ])

@@ -120,6 +120,8 @@ class TrialConfig(_Strict):
     loss: str = "ce"
     loss_options: LossOptions = LossOptions()
     augment: str = "none"
+    tta: int = Field(0, ge=0)
+    tta_augment: str = "standard"
     monitor: str = "val/balanced_accuracy"
     monitor_mode: Literal["max", "min"] = "max"
     test_every_epoch: bool = False
@@ -135,7 +137,7 @@ class TrialConfig(_Strict):
     _lr_policy = field_validator("lr_policy")(lambda v: _in(LR_POLICIES, v))
     _sampler = field_validator("sampler")(lambda v: _in(SAMPLERS, v))
     _loss = field_validator("loss")(lambda v: _in(LOSSES, v))
-    _augment = field_validator("augment")(lambda v: _in(AUGMENTS, v))
+    _augment = field_validator("augment", "tta_augment")(lambda v: _in(AUGMENTS, v))
 
     @model_validator(mode="before")
     @classmethod

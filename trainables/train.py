@@ -33,7 +33,7 @@ from .strategies.lr_policies import LRPolicy
 
 Report = Callable[[dict, str | None], None]
 CHECKPOINT_FILE = "trial.pt"
-STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3}
+STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "tta": 4}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -169,24 +169,28 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(t: Trial, split: str, model: nn.Module | None = None) -> dict[str, float | list]:
-    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics."""
+def evaluate(t: Trial, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
+    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics. With
+    ``tta`` > 0 the prediction is the mean softmax over the centre crop and ``tta`` views augmented by
+    ``tta_augment`` (the same seeded views at every call), named ``<split>_tta/*``."""
     model = model or t.model
     model.eval()
-    data = t.splits[split]
+    data, size, augment = t.splits[split], t.cfg.data.image_size, AUGMENTS.get(t.cfg.tta_augment)
+    gen = torch.Generator(device=t.device).manual_seed(stream_seed(t.cfg.seed, "tta"))
     probs, loss_sum = [], 0.0
     for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
-        x = t.inputs(centre_crop(data.images[i:i + 4 * t.cfg.batch_size].float().div_(255),
-                                 t.cfg.data.image_size))
+        images = data.images[i:i + 4 * t.cfg.batch_size].float().div_(255)
+        views = [centre_crop(images, size)] + [augment(images, size, gen) for _ in range(tta)]
         with t.autocast():
-            logits = model(x).float()
-        y = data.labels[i:i + len(x)]
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        probs.append(torch.softmax(logits, 1).cpu())
+            log_p = torch.stack([torch.log_softmax(model(t.inputs(v)).float(), 1) for v in views])
+        log_p = torch.logsumexp(log_p, 0) - math.log(len(views))  # log of the mean softmax
+        y = data.labels[i:i + len(images)]
+        loss_sum += float(F.nll_loss(log_p, y, reduction="sum"))
+        probs.append(log_p.exp().cpu())
     p = torch.cat(probs).numpy().astype(np.float64)
     metrics = classification_metrics(data.labels.cpu().numpy(), p, loss_sum / len(p),
                                      t.class_names, t.positive)
-    return {f"{split}/{k}": v for k, v in metrics.items()}
+    return {f"{split}_tta/{k}" if tta else f"{split}/{k}": v for k, v in metrics.items()}
 
 
 def _improved(t: Trial, value: float) -> bool:
@@ -252,13 +256,19 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         t.policy.after_epoch(val)
         t.epoch += 1
         metrics |= val
+        if cfg.tta:
+            metrics |= evaluate(t, "val", tta=cfg.tta)
         if _improved(t, val[cfg.monitor]):
             t.best = {"value": val[cfg.monitor], "epoch": t.epoch,
                       "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()},
                       "val": {k: v for k, v in val.items() if not isinstance(v, list)}}
         if t.epoch == cfg.epochs or cfg.test_every_epoch:
-            best_test = evaluate(t, "test", _best_model(t))
+            best_model = _best_model(t)
+            best_test = evaluate(t, "test", best_model)
             metrics |= evaluate(t, "test")
+            if cfg.tta:
+                best_test |= evaluate(t, "test", best_model, cfg.tta)
+                metrics |= evaluate(t, "test", tta=cfg.tta)
             metrics |= {f"best/{k}": v for k, v in (t.best["val"] | best_test).items()}
             metrics["best/epoch"] = t.best["epoch"]
         metrics["epoch"] = t.epoch
