@@ -88,10 +88,22 @@ class SearchConfig(_Strict):
     strategy_space: dict[str, dict[str, Distribution]] = {}
     samples_per_strategy: int = Field(8, ge=1)
     metric: str = "val/balanced_accuracy"
+    objectives: list[str] = []
     mode: Literal["max", "min"] = "max"
-    sampler: Literal["tpe"] = "tpe"
+    sampler: Literal["tpe", "nsga2"] = "tpe"
     seed: int = 0
     max_concurrent: int | None = Field(None, ge=1)
+
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        if v and len(v) < 2:
+            raise ValueError("give two or more objectives (a single one is search.metric)")
+        for m in v:
+            if m.partition("/")[0] not in ("val", "val_tta") or not m.partition("/")[2]:
+                raise ValueError(f"{m!r}: objectives are validation metrics: use val/<metric>")
+        return v
 
 
 class SchedulerConfig(_Strict):
@@ -196,6 +208,11 @@ class StudySpec(_Strict):
             raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")
         for name in self.strategies:
             self.check_trial_config(name)
+        if self.search.objectives and self.scheduler.type == "asha":
+            if "scheduler" in self.model_fields_set:
+                raise ValueError("scheduler.type: ASHA stops trials on one metric; a multi-objective "
+                                 "search (search.objectives) needs type fifo")
+            self.scheduler = SchedulerConfig(type="fifo")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.epochs:
             raise ValueError(f"scheduler.grace_period ({self.scheduler.grace_period}) exceeds the "
                              f"epochs ({self.epochs})")
