@@ -47,7 +47,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
 
 
 @pytest.mark.parametrize("strategy", ["control", "combined", "lr_onecycle", "lr_plateau_fast",
-                                      "lr_cosine"])
+                                      "lr_cosine", "cascade"])
 def test_resume_is_bit_identical(tiny_config, tmp_path, strategy):
     tiny_config |= {"strategy": strategy, "epochs": 3}
     full, _ = collect(tiny_config)

@@ -49,6 +49,7 @@ class DataConfig(_Strict):
     image_size: int = Field(32, ge=8)
     channels: Literal[1, 3] = 1
     positive_class: str = "covid"
+    normal_class: str = "normal"  # the cascade's first stage: normal vs the other classes
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
     split_seed: int = 0
@@ -106,6 +107,7 @@ class TrialConfig(_Strict):
     init: str = "scratch"
     init_path: Path | None = None
     freeze: str = "none"
+    cascade: bool = False
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
     optimizer: str = "adam"

@@ -8,6 +8,7 @@ and strategies that differ in one dimension still share the others' randomness (
 """
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import tempfile
@@ -24,9 +25,10 @@ from torch import nn
 from .config import TrialConfig, parse_config
 from .data import ImageArrays, load_arrays, split_by_patient
 from .data.augment import AUGMENTS, centre_crop
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 from .metrics import classification_metrics, resolve_class
 from .models import build_model, normalisation
+from .models.cascade import Cascade
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
@@ -92,6 +94,24 @@ class Trial:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
 
+def build_network(cfg: TrialConfig, class_names: list[str], channels: int) -> nn.Module:
+    """The trial's model with its initial weights and frozen parts; with ``cascade``, two models of
+    ``cfg.model`` (normal vs infected, then among the infected classes) combined."""
+
+    def one(num_classes: int) -> nn.Module:
+        model = build_model(cfg.model, num_classes, channels)
+        INITS.get(cfg.init)(model, cfg.model, cfg.init_path)
+        FREEZES.get(cfg.freeze)(model)
+        return model
+
+    if not cfg.cascade:
+        return one(len(class_names))
+    if len(class_names) < 3:
+        raise ConfigError(f"cascade: needs 3 or more classes, the data have {class_names}")
+    normal = resolve_class(class_names, cfg.data.normal_class, "data.normal_class")
+    return Cascade(one(2), one(len(class_names) - 1), normal, len(class_names))
+
+
 def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     """Split the data, move it to the device once, and build model, optimiser and strategy parts."""
     device = resolve_device(cfg.device)
@@ -104,10 +124,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     channels = arrays.images.shape[1]
 
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    model = build_model(cfg.model, arrays.num_classes, channels)
-    INITS.get(cfg.init)(model, cfg.model, cfg.init_path)
-    FREEZES.get(cfg.freeze)(model)
-    model = model.to(device)
+    model = build_network(cfg, arrays.class_names, channels).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))
@@ -200,9 +217,9 @@ def _improved(t: Trial, value: float) -> bool:
 
 
 def _best_model(t: Trial) -> nn.Module:
-    model = build_model(t.cfg.model, len(t.class_names), t.splits["train"].images.shape[1])
+    model = copy.deepcopy(t.model)
     model.load_state_dict(t.best["state"])
-    return model.to(t.device)
+    return model
 
 
 def save_checkpoint(t: Trial, folder: Path) -> None:

@@ -30,3 +30,6 @@ for _name, _knobs in {
     "lr_cosine": {"lr_policy": "cosine", "lr_options": {"warmup_epochs": 1}},
 }.items():
     PRESETS.register(_name)(_knobs)
+
+# Report 001's cascade of two classifiers, otherwise the control setting.
+PRESETS.register("cascade")({"augment": "none", "sampler": "uniform", "loss": "ce", "cascade": True})
