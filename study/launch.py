@@ -21,6 +21,7 @@ from trainables.data import ImageArrays, load_arrays
 from .errors import StudyError, StudyInterrupted
 from .pareto import pareto_indices
 from .spec import Distribution, StudySpec, set_dotted
+from .ssl_stage import run_ssl_stages
 from .trainable import tune_trainable
 from .tracking import (MLflowTrialLogger, StudyTracker, TrialView, check_tracking_uri, error_line,
                        write_json)
@@ -223,6 +224,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if fresh:
         _reset(spec, tracker)
+    run_ssl_stages(spec, arrays, tracker)
     started = connect_ray(spec, arrays.images.nbytes)
     try:
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=arrays),

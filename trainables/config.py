@@ -97,6 +97,20 @@ class LROptions(_Strict):
     _metric = field_validator("metric")(_metric)
 
 
+class SSLConfig(_Strict):
+    """The in-domain SimCLR pre-stage of ``init: ssl`` (run once per distinct setting, cached)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    temperature: float = Field(0.2, gt=0)
+    dim: int = Field(64, ge=2)       # projection size: the backbone's head during pretraining
+    augment: str = "standard"        # how the two views of an image are drawn
+    seed: int = 0                    # shared by every trial: one pre-stage, whatever the trial seed
+
+    _augment = field_validator("augment")(lambda v: _in(AUGMENTS, v))
+
+
 class TrialConfig(_Strict):
     """Everything one trial needs. ``strategy`` names a preset whose knobs fill the strategy
     dimensions (``sampler``, ``loss``, ``augment``, ...) that the config does not set itself."""
@@ -106,6 +120,7 @@ class TrialConfig(_Strict):
     model: str = "simple_cnn"
     init: str = "scratch"
     init_path: Path | None = None
+    ssl: SSLConfig = SSLConfig()
     freeze: str = "none"
     cascade: bool = False
     epochs: int = Field(10, ge=1)
@@ -161,6 +176,8 @@ class TrialConfig(_Strict):
                              f"< epochs ({self.epochs})")
         if self.init == "moco" and self.init_path is None:
             raise ValueError("init_path: init 'moco' needs the MoCo checkpoint file")
+        if self.init in ("scratch", "ssl") and self.init_path is not None:
+            raise ValueError(f"init_path: init {self.init!r} reads no file")
         if self.freeze == "last_block" and not MODELS.get(self.model).has_stages:
             staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
             raise ValueError(f"freeze: 'last_block' needs a model made of stages ({staged}), "

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import self_supervised
 from .config import TrialConfig, parse_config
 from .data import ImageArrays, load_arrays, split_by_patient
 from .data.augment import AUGMENTS, centre_crop
@@ -94,13 +95,15 @@ class Trial:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
 
-def build_network(cfg: TrialConfig, class_names: list[str], channels: int) -> nn.Module:
-    """The trial's model with its initial weights and frozen parts; with ``cascade``, two models of
-    ``cfg.model`` (normal vs infected, then among the infected classes) combined."""
+def build_network(cfg: TrialConfig, class_names: list[str], channels: int,
+                  init_path: Path | None) -> nn.Module:
+    """The trial's model with its initial weights (from ``init_path``) and frozen parts; with
+    ``cascade``, two models of ``cfg.model`` (normal vs infected, then among the infected classes)
+    combined."""
 
     def one(num_classes: int) -> nn.Module:
         model = build_model(cfg.model, num_classes, channels)
-        INITS.get(cfg.init)(model, cfg.model, cfg.init_path)
+        INITS.get(cfg.init)(model, cfg.model, init_path)
         FREEZES.get(cfg.freeze)(model)
         return model
 
@@ -124,7 +127,8 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     channels = arrays.images.shape[1]
 
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    model = build_network(cfg, arrays.class_names, channels).to(device)
+    init_path = self_supervised.pretrain(cfg, arrays, device)[0] if cfg.init == "ssl" else cfg.init_path
+    model = build_network(cfg, arrays.class_names, channels, init_path).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))

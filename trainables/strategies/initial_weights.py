@@ -73,6 +73,17 @@ def imagenet(model: nn.Module, model_name: str, path: Path | None) -> None:
                               f"downloaded: put {url} there, or set init_path to a copy")
     elif not path.is_file():
         raise ConfigError(f"init_path: {path} does not exist")
+    _load_file(model, path)
+
+
+@INITS.register("ssl")
+def ssl(model: nn.Module, model_name: str, path: Path | None) -> None:
+    """The in-domain self-supervised backbone, pretrained and cached by :mod:`trainables.self_supervised`
+    (the loop runs or finds the pre-stage and passes its weights file)."""
+    _load_file(model, path)
+
+
+def _load_file(model: nn.Module, path: Path) -> None:
     load_backbone(model, torch.load(path, map_location="cpu", weights_only=True), path)
 
 
