@@ -104,7 +104,7 @@ def test_gradient_clipping_bounds_every_step(tiny_config):
 @pytest.mark.parametrize("change, message", [
     ({"lr_policy": "cosine", "epochs": 2, "lr_options": {"warmup_epochs": 2}},
      r"lr_options.warmup_epochs \(2\) must be < epochs \(2\)"),
-    ({"lr_options": {"metric": "test/loss"}}, "lr_options.metric: expected val/<metric>"),
+    ({"lr_options": {"metric": "train/loss"}}, "lr_options.metric: expected val/<metric>"),
     ({"grad_clip": 0}, "grad_clip: Input should be greater than 0"),
 ])
 def test_bad_lr_options_name_the_field(tiny_config, change, message):

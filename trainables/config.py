@@ -76,10 +76,10 @@ class LossOptions(_Strict):
     tau: float = Field(1.0, ge=0)           # logit_adjusted
 
 
-def _metric(v: str) -> str:
-    """A ``train/<metric>`` or ``val/<metric>`` name the loop reports every epoch."""
+def _metric(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
+    """A ``<split>/<metric>`` name the loop reports every epoch."""
     split, _, name = v.partition("/")
-    if split not in ("train", "val") or not (name in METRIC_NAMES or name.startswith("recall_")):
+    if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
         raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
                          f"recall_<class>, got {v!r}")
     return v
@@ -94,7 +94,7 @@ class LROptions(_Strict):
     patience: int = Field(2, ge=0)             # plateau: epochs without improvement
     warmup_epochs: int = Field(0, ge=0)        # cosine: linear warm-up before the annealing
 
-    _metric = field_validator("metric")(_metric)
+    _val_metric = field_validator("metric")(lambda v: _metric(v, ("val",)))  # what after_epoch sees
 
 
 class SSLConfig(_Strict):
