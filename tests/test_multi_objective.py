@@ -15,7 +15,8 @@ ASHA = "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n"
 
 
 def multi_objective(text: str, scheduler: str = "") -> str:
-    return text.replace("  max_concurrent: 2\n", "  max_concurrent: 2\n" + OBJECTIVES).replace(ASHA, scheduler)
+    text = text.replace("  max_concurrent: 2\n", "  max_concurrent: 2\n" + OBJECTIVES)
+    return text.replace(ASHA, scheduler)
 
 
 def test_pareto_indices_keep_exactly_the_non_dominated_points():
@@ -66,7 +67,8 @@ def test_multi_objective_search_records_the_pareto_front(ray_local, tiny_spec_fi
         front = {p["trial_id"] for p in part["pareto_front"]}
         assert front == {t for t in final if not any(
             a[0] >= final[t][0] and a[1] >= final[t][1] and a != final[t] for a in final.values())}
-        assert {r.data.tags["trial_id"] for r in children if r.data.tags.get("pareto_front") == "true"} == front
+        tagged = {r.data.tags["trial_id"] for r in children if r.data.tags.get("pareto_front") == "true"}
+        assert tagged == front
         assert part["best"]["trial_id"] in front
         parent = next(r for r in runs if r.data.tags.get("strategy") == strategy
                       and r.data.tags.get("role") == "parent")

@@ -121,7 +121,8 @@ def test_freeze_leaves_exactly_the_expected_parameters_trainable(policy, model_n
 
 def test_linear_probe_trains_only_the_head_and_keeps_frozen_statistics(tiny_config, tmp_path):
     torch.save(reference("resnet18", 1000), tmp_path / "w.pth")
-    cfg = parse_config(tiny_config | {"model": "resnet18", "init": "imagenet", "init_path": str(tmp_path / "w.pth"),
+    cfg = parse_config(tiny_config | {"model": "resnet18", "init": "imagenet",
+                                      "init_path": str(tmp_path / "w.pth"),
                                       "freeze": "backbone"})
     trial = build_trial(cfg, load_arrays(cfg.data))
     before = {k: v.clone() for k, v in trial.model.state_dict().items()}

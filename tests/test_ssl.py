@@ -63,7 +63,8 @@ def test_study_runs_each_ssl_setting_once_and_logs_its_curve(tiny_spec_file, tmp
     from study.tracking import StudyTracker
 
     path = tiny_spec_file(name="ssl")
-    text = path.read_text().replace("  image_size: 16\n", f"  image_size: 16\n  cache_dir: {tmp_path}/cache\n")
+    text = path.read_text().replace("  image_size: 16\n",
+                                    f"  image_size: 16\n  cache_dir: {tmp_path}/cache\n")
     path.write_text(text.replace("training: {epochs: 3, batch_size: 32}",
                                  "training: {epochs: 3, batch_size: 32, init: ssl, "
                                  "ssl: {epochs: 3, batch_size: 32, dim: 16}}"))
