@@ -19,7 +19,9 @@ from ray.tune.search.optuna import OptunaSearch
 from trainables.data import ImageArrays, load_arrays
 
 from .errors import StudyError, StudyInterrupted
+from .pareto import pareto_indices
 from .spec import Distribution, StudySpec, set_dotted
+from .ssl_stage import run_ssl_stages
 from .trainable import tune_trainable
 from .tracking import (MLflowTrialLogger, StudyTracker, TrialView, check_tracking_uri, error_line,
                        write_json)
@@ -155,11 +157,23 @@ class Progress(tune.Callback):
               f"{why}", flush=True)
 
 
-def _best(results, spec: StudySpec, strategy: str) -> dict | None:
-    """Best trial by the spec's metric at its last epoch, preferring trials that ran the full budget."""
-    metric, sign = spec.search.metric, 1 if spec.search.mode == "max" else -1
-    done = [r for r in results if r.error is None and metric in (r.metrics or {})]
+def _front(results, spec: StudySpec) -> list:
+    """Trials that ran the full budget (else all finished ones) and, in a multi-objective search,
+    are on the Pareto front of ``search.objectives`` at their last epoch."""
+    keys = [spec.search.metric, *spec.search.objectives]
+    done = [r for r in results if r.error is None and all(k in (r.metrics or {}) for k in keys)]
     full = [r for r in done if r.metrics.get("epoch", 0) >= spec.epochs] or done
+    if not spec.search.objectives:
+        return full
+    points = [[r.metrics[o] for o in spec.search.objectives] for r in full]
+    return [full[i] for i in pareto_indices(points, spec.search.mode == "max")]
+
+
+def _best(results, spec: StudySpec, strategy: str) -> dict | None:
+    """Best trial by the spec's metric at its last epoch, preferring trials that ran the full budget
+    (in a multi-objective search: the front member best by the spec's metric)."""
+    metric, sign = spec.search.metric, 1 if spec.search.mode == "max" else -1
+    full = _front(results, spec)
     if not full:
         return None
     best = max(full, key=lambda r: sign * r.metrics[metric])
@@ -173,8 +187,14 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
     failed = [{"trial_id": r.metrics.get("trial_id") if r.metrics else Path(r.path).name,
                "error": error_line(str(r.error))} for r in rows if r.error is not None]
     epochs = [int(r.metrics.get("epoch", 0)) for r in rows if r.error is None and r.metrics]
-    return {"trials": len(rows), "failed": failed, "stopped_early": sum(e < spec.epochs for e in epochs),
+    part = {"trials": len(rows), "failed": failed, "stopped_early": sum(e < spec.epochs for e in epochs),
             "epochs_total": sum(epochs), "best": _best(rows, spec, strategy)}
+    if spec.search.objectives:
+        front = sorted(_front(rows, spec), key=lambda r: r.metrics[spec.search.objectives[0]])
+        part["pareto_front"] = [{"trial_id": r.metrics["trial_id"],
+                                 "values": {o: r.metrics[o] for o in spec.search.objectives},
+                                 "searched": searched_values(r.config, spec, strategy)} for r in front]
+    return part
 
 
 def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
@@ -204,11 +224,13 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
     if fresh:
         _reset(spec, tracker)
+    run_ssl_stages(spec, arrays, tracker)
     started = connect_ray(spec, arrays.images.nbytes)
     try:
         trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=arrays),
                                         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
+                   "objectives": spec.search.objectives,
                    "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
         seen_trials: set[str] = set()
         for strategy in spec.strategies:
@@ -223,6 +245,8 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
             seen_trials |= {r.metrics["trial_id"] for r in results if r.metrics}
             part = summarise(results, spec, strategy)
             summary["strategies"][strategy] = part
+            for point in part.get("pareto_front", []):
+                tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true")
             tracker.finish(parent, part)
         _drop_orphan_runs(tracker, seen_trials)
     finally:
@@ -239,9 +263,14 @@ def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: str, parent: s
     if resume and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                   param_space=space)
-    searcher = ResumableOptunaSearch(sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
+    objectives = spec.search.objectives  # several: the searcher gets them, Tune gets no metric
+    sampler = {"tpe": optuna.samplers.TPESampler,
+               "nsga2": optuna.samplers.NSGAIISampler}[spec.search.sampler](seed=spec.search.seed)
+    searcher = ResumableOptunaSearch(sampler=sampler,
                             storage=optuna.storages.RDBStorage(optuna_storage_uri(spec)),
-                            study_name=f"{spec.name}.{strategy}.search")
+                            study_name=f"{spec.name}.{strategy}.search",
+                            **({"metric": objectives, "mode": [spec.search.mode] * len(objectives)}
+                               if objectives else {}))
     if spec.search.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.epochs,
@@ -252,7 +281,8 @@ def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: str, parent: s
                                {"study": spec.name, "phase": "search"}, spec.epochs, TrialView(strategy))
     return tune.Tuner(
         trainable, param_space=space,
-        tune_config=tune.TuneConfig(metric=spec.search.metric, mode=spec.search.mode,
+        tune_config=tune.TuneConfig(metric=None if objectives else spec.search.metric,
+                                    mode=None if objectives else spec.search.mode,
                                     search_alg=searcher, scheduler=scheduler,
                                     num_samples=spec.search.samples_per_strategy, reuse_actors=True),
         run_config=tune.RunConfig(
@@ -284,3 +314,6 @@ def print_summary(summary: dict, spec: StudySpec) -> None:
               f"{len(part['failed'])} failed]")
         for f in part["failed"]:
             print(f"      failed {f['trial_id']}: {f['error']}")
+        for point in part.get("pareto_front", []):
+            values = ", ".join(f"{k} {v:.4f}" for k, v in point["values"].items())
+            print(f"      pareto front: trial {point['trial_id']}: {values} {point['searched']}")

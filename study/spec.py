@@ -5,6 +5,7 @@ fault (``search.space.lr.loguniform: low must be > 0``), before anything runs.
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import math
 import os
@@ -37,7 +38,7 @@ class Distribution(_Strict):
 
     loguniform: list[float] | None = None
     uniform: list[float] | None = None
-    int: list[int] | None = None
+    int: list[builtins.int] | None = None  # builtins: ``int`` is this field inside the class
     choice: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -88,10 +89,22 @@ class SearchConfig(_Strict):
     strategy_space: dict[str, dict[str, Distribution]] = {}
     samples_per_strategy: int = Field(8, ge=1)
     metric: str = "val/balanced_accuracy"
+    objectives: list[str] = []
     mode: Literal["max", "min"] = "max"
-    sampler: Literal["tpe"] = "tpe"
+    sampler: Literal["tpe", "nsga2"] = "tpe"
     seed: int = 0
     max_concurrent: int | None = Field(None, ge=1)
+
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        if v and len(v) < 2:
+            raise ValueError("give two or more objectives (a single one is search.metric)")
+        for m in v:
+            if m.partition("/")[0] not in ("val", "val_tta") or not m.partition("/")[2]:
+                raise ValueError(f"{m!r}: objectives are validation metrics: use val/<metric>")
+        return v
 
 
 class SchedulerConfig(_Strict):
@@ -136,8 +149,9 @@ class RepeatsConfig(_Strict):
     def _test_metrics(cls, v: list[str]) -> list[str]:
         for m in v:
             split, _, name = m.partition("/")
-            if split != "test" or not name:
-                raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric>")
+            if split not in ("test", "test_tta") or not name:
+                raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric> "
+                                 "(or test_tta/<metric> with tta)")
         return v
 
 
@@ -195,6 +209,11 @@ class StudySpec(_Strict):
             raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")
         for name in self.strategies:
             self.check_trial_config(name)
+        if self.search.objectives and self.scheduler.type == "asha":
+            if "scheduler" in self.model_fields_set:
+                raise ValueError("scheduler.type: ASHA stops trials on one metric; a multi-objective "
+                                 "search (search.objectives) needs type fifo")
+            self.scheduler = SchedulerConfig(type="fifo")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.epochs:
             raise ValueError(f"scheduler.grace_period ({self.scheduler.grace_period}) exceeds the "
                              f"epochs ({self.epochs})")

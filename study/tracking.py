@@ -109,6 +109,11 @@ class StudyTracker:
         self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
                                                      [InputTag("mlflow.data.context", "train")])])
 
+    def tag_trial(self, strategy: str, trial_id: str, key: str, value: str) -> None:
+        """Set a tag on the search run of one trial."""
+        for run in self.find_runs(strategy=strategy, phase="search", trial_id=trial_id):
+            self.client.set_tag(run.info.run_id, key, value)
+
     def finish(self, run_id: str, summary: dict | None = None, failed: bool = False) -> None:
         if summary is not None:
             self.client.log_dict(run_id, summary, "summary.json")

@@ -32,6 +32,19 @@ def test_shipped_specs_validate(path):
     assert spec.strategies and spec.search.samples_per_strategy >= 1
 
 
+def test_searching_a_nested_knob_leaves_the_preset_alone():
+    from trainables.strategies import PRESETS
+
+    spec = load_spec("search_spaces/lr_policies_cpu.yaml")
+    assert PRESETS.get("lr_cosine")["lr_options"] == {"warmup_epochs": 1}
+    assert spec.knobs("cosine") == PRESETS.get("lr_cosine")
+
+
+def test_repeats_may_compare_tta_metrics(tmp_path):
+    text = BASE + "repeats: {metrics: [test/sensitivity, test_tta/sensitivity]}\n"
+    assert load_spec(write(tmp_path, text)).repeats.metrics[1] == "test_tta/sensitivity"
+
+
 def test_a_valid_spec_gives_trial_configs(tmp_path):
     spec = load_spec(write(tmp_path, BASE))
     cfg = trial_config(spec, "mine", seed=4)
@@ -40,6 +53,7 @@ def test_a_valid_spec_gives_trial_configs(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ("lr: {loguniform: [1.0e-4, 1.0e-2]}", None),
+    ("batch_size: {int: [8, 32]}", None),
     ("lr: {loguniform: [0, 1.0e-2]}", "search.space.lr.loguniform: low must be > 0"),
     ("lr: {uniform: [0.1, 0.01]}", "search.space.lr.uniform: low (0.1) must be < high (0.01)"),
     ("lr: {normal: [0, 1]}", "search.space.lr.normal: Extra inputs are not permitted"),
@@ -67,6 +81,8 @@ def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
     ("control: control", "control: contrl", "strategies: control: unknown strategy preset 'contrl'"),
     ("name: s1", "name: s1\nserch: {}", "serch: Extra inputs are not permitted"),
     ("data: {source: synthetic,", "data: {source: dicom,", "data.source: unknown data source 'dicom'"),
+    ("name: s1", "name: s1\nrepeats: {metrics: [val/sensitivity]}",
+     "repeats.metrics: 'val/sensitivity': repeats are compared on the test split"),
     ("name: s1", "name: s1\nscheduler: {type: asha, grace_period: 9}",
      r"scheduler.grace_period \(9\) exceeds the epochs \(3\)"),
 ])

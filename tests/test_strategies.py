@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.config import parse_config
+from trainables.config import LossOptions, LROptions, parse_config
 from trainables.models import build_model
 from trainables.strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
 from trainables.strategies.losses import normalised_inverse_frequency
@@ -42,12 +42,12 @@ def test_undersample_takes_the_rarest_class_count_of_each_class():
 def test_losses_accept_the_per_sample_weight_hook(name):
     torch.manual_seed(0)
     logits, y = torch.randn(6, 3, requires_grad=True), torch.tensor([0, 1, 2, 1, 1, 2])
-    fn = LOSSES.get(name)(torch.bincount(LABELS))
+    fn = LOSSES.get(name)(torch.bincount(LABELS), LossOptions())
     plain = fn(logits, y)
     assert torch.isfinite(plain)
     assert torch.allclose(fn(logits, y, sample_weight=torch.full((6,), 3.0)), plain)
     weighted = fn(logits, y, sample_weight=torch.tensor([1.0, 0, 0, 0, 0, 0]))
-    assert torch.allclose(weighted, F.cross_entropy(logits[:1], y[:1]))
+    assert torch.allclose(weighted, fn(logits[:1], y[:1]))
     weighted.backward()
     assert torch.isfinite(logits.grad).all()
 
@@ -58,7 +58,7 @@ def test_class_weighted_matches_torch_weighted_cross_entropy():
     assert w.mean() == pytest.approx(1.0)
     assert (w[0] / w[1]).item() == pytest.approx(20.0)
     logits, y = torch.randn(8, 3), torch.tensor([0, 1, 2, 1, 1, 2, 0, 1])
-    ours = LOSSES.get("class_weighted")(counts)(logits, y)
+    ours = LOSSES.get("class_weighted")(counts, LossOptions())(logits, y)
     assert torch.allclose(ours, F.cross_entropy(logits, y, weight=w))
 
 
@@ -75,8 +75,9 @@ def test_optimisers_step(name):
 @pytest.mark.parametrize("name", LR_POLICIES.names())
 def test_lr_policies_report_and_round_trip_state(name):
     opt = torch.optim.SGD(build_model("simple_cnn", 3, 1).parameters(), lr=0.1)
-    policy = LR_POLICIES.get(name)(opt, epochs=3, steps_per_epoch=4)
+    policy = LR_POLICIES.get(name)(opt, epochs=3, steps_per_epoch=4, options=LROptions())
     for _ in range(4):
+        opt.step()
         policy.after_batch()
     policy.after_epoch({"val/loss": 1.0})
     assert policy.lr() > 0

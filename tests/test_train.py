@@ -50,6 +50,10 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
 @pytest.mark.parametrize("strategy, extra, epochs, stop_at", [
     ("control", {}, 3, 2),
     ("combined", {}, 3, 2),
+    ("lr_onecycle", {}, 3, 2),
+    ("lr_plateau_fast", {}, 3, 2),
+    ("lr_cosine", {}, 3, 2),
+    ("cascade", {}, 3, 2),
     # VaB-AL rounds end at epochs 2 and 4: stop mid-round 2, the resumed run refreshes at epoch 4
     ("vabal_both", {"vabal": {"refresh_every": 2, "mc_samples": 20, "vae_epochs": 2}}, 5, 3),
 ])

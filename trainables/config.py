@@ -12,7 +12,7 @@ from .data.augment import AUGMENTS
 from .errors import ConfigError
 from .models import MODELS
 from .registry import Registry
-from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
+from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
 from .strategies.vabal import VabalConfig
 
 METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
@@ -50,6 +50,7 @@ class DataConfig(_Strict):
     image_size: int = Field(32, ge=8)
     channels: Literal[1, 3] = 1
     positive_class: str = "covid"
+    normal_class: str = "normal"  # the cascade's first stage: normal vs the other classes
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
     split_seed: int = 0
@@ -68,6 +69,49 @@ class DataConfig(_Strict):
         return self
 
 
+class LossOptions(_Strict):
+    """Knobs of the parameterised losses (each loss reads its own)."""
+
+    gamma: float = Field(2.0, ge=0)         # focal
+    beta: float = Field(0.999, ge=0, lt=1)  # class_balanced (effective number of samples)
+    tau: float = Field(1.0, ge=0)           # logit_adjusted
+
+
+def _metric(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
+    """A ``<split>/<metric>`` name the loop reports every epoch."""
+    split, _, name = v.partition("/")
+    if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
+        raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
+                         f"recall_<class>, got {v!r}")
+    return v
+
+
+class LROptions(_Strict):
+    """Knobs of the LR policies (each policy reads its own); onecycle's max_lr is ``lr``."""
+
+    pct_start: float = Field(0.3, gt=0, lt=1)  # onecycle: share of the steps spent warming up
+    metric: str = "val/loss"                   # plateau: minimised if a loss, else maximised
+    factor: float = Field(0.1, gt=0, lt=1)     # plateau
+    patience: int = Field(2, ge=0)             # plateau: epochs without improvement
+    warmup_epochs: int = Field(0, ge=0)        # cosine: linear warm-up before the annealing
+
+    _val_metric = field_validator("metric")(lambda v: _metric(v, ("val",)))  # what after_epoch sees
+
+
+class SSLConfig(_Strict):
+    """The in-domain SimCLR pre-stage of ``init: ssl`` (run once per distinct setting, cached)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    temperature: float = Field(0.2, gt=0)
+    dim: int = Field(64, ge=2)       # projection size: the backbone's head during pretraining
+    augment: str = "standard"        # how the two views of an image are drawn
+    seed: int = 0                    # shared by every trial: one pre-stage, whatever the trial seed
+
+    _augment = field_validator("augment")(lambda v: _in(AUGMENTS, v))
+
+
 class TrialConfig(_Strict):
     """Everything one trial needs. ``strategy`` names a preset whose knobs fill the strategy
     dimensions (``sampler``, ``loss``, ``augment``, ...) that the config does not set itself."""
@@ -75,6 +119,11 @@ class TrialConfig(_Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
     model: str = "simple_cnn"
+    init: str = "scratch"
+    init_path: Path | None = None
+    ssl: SSLConfig = SSLConfig()
+    freeze: str = "none"
+    cascade: bool = False
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=2)
     optimizer: str = "adam"
@@ -82,11 +131,16 @@ class TrialConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     lr_policy: str = "constant"
+    lr_options: LROptions = LROptions()
+    grad_clip: float | None = Field(None, gt=0)
     strategy: str | None = None
     sampler: str = "uniform"
     loss: str = "ce"
+    loss_options: LossOptions = LossOptions()
     augment: str = "none"
     vabal: VabalConfig | None = None
+    tta: int = Field(0, ge=0)
+    tta_augment: str = "standard"
     monitor: str = "val/balanced_accuracy"
     monitor_mode: Literal["max", "min"] = "max"
     test_every_epoch: bool = False
@@ -96,11 +150,13 @@ class TrialConfig(_Strict):
     num_threads: int | None = Field(None, ge=1)
 
     _model = field_validator("model")(lambda v: _in(MODELS, v))
+    _init = field_validator("init")(lambda v: _in(INITS, v))
+    _freeze = field_validator("freeze")(lambda v: _in(FREEZES, v))
     _optimizer = field_validator("optimizer")(lambda v: _in(OPTIMIZERS, v))
     _lr_policy = field_validator("lr_policy")(lambda v: _in(LR_POLICIES, v))
     _sampler = field_validator("sampler")(lambda v: _in(SAMPLERS, v))
     _loss = field_validator("loss")(lambda v: _in(LOSSES, v))
-    _augment = field_validator("augment")(lambda v: _in(AUGMENTS, v))
+    _augment = field_validator("augment", "tta_augment")(lambda v: _in(AUGMENTS, v))
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +176,9 @@ class TrialConfig(_Strict):
                 raise ValueError("sampler: 'vabal' samples by VaB-AL weights; add a vabal: section "
                                  "with use_for sampler or both")
             return self
+        if self.cascade:
+            raise ValueError("vabal: the cascade's two networks list no stage outputs; use VaB-AL "
+                             "with a single model")
         if not MODELS.get(self.model).has_stages:
             staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
             raise ValueError(f"vabal: model {self.model!r} cannot list its stage outputs, which "
@@ -133,14 +192,22 @@ class TrialConfig(_Strict):
             raise ValueError("sampler: 'vabal' needs vabal.use_for sampler or both (it is 'loss')")
         return self
 
-    @field_validator("monitor")
-    @classmethod
-    def _monitor(cls, v: str) -> str:
-        split, _, name = v.partition("/")
-        if split not in ("train", "val") or not (name in METRIC_NAMES or name.startswith("recall_")):
-            raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
-                             f"recall_<class>, got {v!r}")
-        return v
+    _monitor = field_validator("monitor")(_metric)
+
+    @model_validator(mode="after")
+    def _combinations(self) -> TrialConfig:
+        if self.lr_policy == "cosine" and self.lr_options.warmup_epochs >= self.epochs:
+            raise ValueError(f"lr_options.warmup_epochs ({self.lr_options.warmup_epochs}) must be "
+                             f"< epochs ({self.epochs})")
+        if self.init == "moco" and self.init_path is None:
+            raise ValueError("init_path: init 'moco' needs the MoCo checkpoint file")
+        if self.init in ("scratch", "ssl") and self.init_path is not None:
+            raise ValueError(f"init_path: init {self.init!r} reads no file")
+        if self.freeze == "last_block" and not MODELS.get(self.model).has_stages:
+            staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
+            raise ValueError(f"freeze: 'last_block' needs a model made of stages ({staged}), "
+                             f"not {self.model!r}")
+        return self
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

@@ -8,6 +8,7 @@ and strategies that differ in one dimension still share the others' randomness (
 """
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import tempfile
@@ -21,19 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import self_supervised
 from .config import TrialConfig, parse_config
 from .data import ImageArrays, load_arrays, split_by_patient
 from .data.augment import AUGMENTS, centre_crop
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 from .metrics import classification_metrics, resolve_class
 from .models import build_model, normalisation
-from .strategies import LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
+from .models.cascade import Cascade
+from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
+from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
 from .strategies.vabal import VaBAL, feature_dims, pooled_stage_features
 
 Report = Callable[[dict, str | None], None]
 CHECKPOINT_FILE = "trial.pt"
-STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4}
+STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4, "tta": 5}
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -108,6 +112,26 @@ class Trial:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
 
+def build_network(cfg: TrialConfig, class_names: list[str], channels: int,
+                  init_path: Path | None) -> nn.Module:
+    """The trial's model with its initial weights (from ``init_path``) and frozen parts; with
+    ``cascade``, two models of ``cfg.model`` (normal vs infected, then among the infected classes)
+    combined."""
+
+    def one(num_classes: int) -> nn.Module:
+        model = build_model(cfg.model, num_classes, channels)
+        INITS.get(cfg.init)(model, cfg.model, init_path)
+        FREEZES.get(cfg.freeze)(model)
+        return model
+
+    if not cfg.cascade:
+        return one(len(class_names))
+    if len(class_names) < 3:
+        raise ConfigError(f"cascade: needs 3 or more classes, the data have {class_names}")
+    normal = resolve_class(class_names, cfg.data.normal_class, "data.normal_class")
+    return Cascade(one(2), one(len(class_names) - 1), normal, len(class_names))
+
+
 def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     """Split the data, move it to the device once, and build model, optimiser and strategy parts."""
     device = resolve_device(cfg.device)
@@ -120,7 +144,8 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     channels = arrays.images.shape[1]
 
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    model = build_model(cfg.model, arrays.num_classes, channels).to(device)
+    init_path = self_supervised.pretrain(cfg, arrays, device)[0] if cfg.init == "ssl" else cfg.init_path
+    model = build_network(cfg, arrays.class_names, channels, init_path).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))
@@ -134,8 +159,9 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     t = Trial(
         cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
         model=model, mean=mean, std=std, optimizer=optimizer,
-        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch),
-        loss_fn=LOSSES.get(cfg.loss)(torch.bincount(train_labels, minlength=arrays.num_classes)),
+        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch, cfg.lr_options),
+        loss_fn=LOSSES.get(cfg.loss)(torch.bincount(train_labels, minlength=arrays.num_classes),
+                                     cfg.loss_options),
         data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
         aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
         train_labels_cpu=train_labels,
@@ -150,7 +176,7 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
     """One pass over the sampler's order: batched device-side augmentation, one step per batch."""
     cfg, train = t.cfg, t.splits["train"]
     augment = AUGMENTS.get(cfg.augment)
-    t.model.train()
+    train_mode(t.model)
     order = t.epoch_order()
     weights = t.loss_weights()  # moved to the device once per epoch
     loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
@@ -168,6 +194,8 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
         loss = t.loss_fn(logits.float(), y, sample_weight=None if weights is None else weights[idx])
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(t.model.parameters(), cfg.grad_clip)
         t.optimizer.step()
         t.policy.after_batch()
         loss_sum += loss.detach() * len(idx)
@@ -182,23 +210,28 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(t: Trial, split: str, model: nn.Module | None = None) -> dict[str, float | list]:
-    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics."""
+def evaluate(t: Trial, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
+    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics. With
+    ``tta`` > 0 the prediction is the mean softmax over the centre crop and ``tta`` views augmented by
+    ``tta_augment`` (the same seeded views at every call), named ``<split>_tta/*``."""
     model = model or t.model
     model.eval()
-    data = t.splits[split]
+    data, size, augment = t.splits[split], t.cfg.data.image_size, AUGMENTS.get(t.cfg.tta_augment)
+    gen = torch.Generator(device=t.device).manual_seed(stream_seed(t.cfg.seed, "tta"))
     probs, loss_sum = [], 0.0
     for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
-        x = t.eval_inputs(data.images[i:i + 4 * t.cfg.batch_size])
+        images = data.images[i:i + 4 * t.cfg.batch_size].float().div_(255)
+        views = [centre_crop(images, size)] + [augment(images, size, gen) for _ in range(tta)]
         with t.autocast():
-            logits = model(x).float()
-        y = data.labels[i:i + len(x)]
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        probs.append(torch.softmax(logits, 1).cpu())
+            log_p = torch.stack([torch.log_softmax(model(t.inputs(v)).float(), 1) for v in views])
+        log_p = torch.logsumexp(log_p, 0) - math.log(len(views))  # log of the mean softmax
+        y = data.labels[i:i + len(images)]
+        loss_sum += float(F.nll_loss(log_p, y, reduction="sum"))
+        probs.append(log_p.exp().cpu())
     p = torch.cat(probs).numpy().astype(np.float64)
     metrics = classification_metrics(data.labels.cpu().numpy(), p, loss_sum / len(p),
                                      t.class_names, t.positive)
-    return {f"{split}/{k}": v for k, v in metrics.items()}
+    return {f"{split}_tta/{k}" if tta else f"{split}/{k}": v for k, v in metrics.items()}
 
 
 def refresh_vabal(t: Trial) -> dict[str, float]:
@@ -220,9 +253,9 @@ def _improved(t: Trial, value: float) -> bool:
 
 
 def _best_model(t: Trial) -> nn.Module:
-    model = build_model(t.cfg.model, len(t.class_names), t.splits["train"].images.shape[1])
+    model = copy.deepcopy(t.model)
     model.load_state_dict(t.best["state"])
-    return model.to(t.device)
+    return model
 
 
 def save_checkpoint(t: Trial, folder: Path) -> None:
@@ -281,13 +314,19 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         metrics |= val
         if t.vabal and t.vabal.due(t.epoch, cfg.epochs):
             metrics |= refresh_vabal(t)
+        if cfg.tta:
+            metrics |= evaluate(t, "val", tta=cfg.tta)
         if _improved(t, val[cfg.monitor]):
             t.best = {"value": val[cfg.monitor], "epoch": t.epoch,
                       "state": {k: v.detach().clone() for k, v in t.model.state_dict().items()},
                       "val": {k: v for k, v in val.items() if not isinstance(v, list)}}
         if t.epoch == cfg.epochs or cfg.test_every_epoch:
-            best_test = evaluate(t, "test", _best_model(t))
+            best_model = _best_model(t)
+            best_test = evaluate(t, "test", best_model)
             metrics |= evaluate(t, "test")
+            if cfg.tta:
+                best_test |= evaluate(t, "test", best_model, cfg.tta)
+                metrics |= evaluate(t, "test", tta=cfg.tta)
             metrics |= {f"best/{k}": v for k, v in (t.best["val"] | best_test).items()}
             metrics["best/epoch"] = t.best["epoch"]
         metrics["epoch"] = t.epoch

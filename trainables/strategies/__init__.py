@@ -1,8 +1,10 @@
 """Strategy dimensions, each a registry by name, and the named presets that combine them."""
+from .freeze import FREEZES
+from .initial_weights import INITS
 from .losses import LOSSES
 from .lr_policies import LR_POLICIES
 from .optimizers import OPTIMIZERS
 from .presets import PRESETS
 from .samplers import SAMPLERS
 
-__all__ = ["LOSSES", "LR_POLICIES", "OPTIMIZERS", "PRESETS", "SAMPLERS"]
+__all__ = ["FREEZES", "INITS", "LOSSES", "LR_POLICIES", "OPTIMIZERS", "PRESETS", "SAMPLERS"]

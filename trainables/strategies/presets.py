@@ -16,3 +16,22 @@ for _name, _knobs in {
 
 for _use in ("loss", "sampler", "both"):
     PRESETS.register(f"vabal_{_use}")({"augment": "standard", "loss": "ce", "vabal": {"use_for": _use}})
+# Modern imbalance losses, otherwise the control setting (knobs in ``loss_options``).
+for _name, _loss in {"focal": "focal", "class_balanced_loss": "class_balanced",
+                     "logit_adjusted": "logit_adjusted", "balanced_softmax": "balanced_softmax"}.items():
+    PRESETS.register(_name)({"augment": "none", "sampler": "uniform", "loss": _loss})
+
+# Report 004's learning-rate policies (ResNet50): constant 5e-4; one-cycle with weight decay 1e-4
+# and gradient clipping 0.1 (its max_lr is ``lr``); ReduceLROnPlateau from 1e-3 (factor 0.15) and
+# from 2e-4 (factor 0.7), patience 2 on the validation loss; plus cosine with one warm-up epoch.
+for _name, _knobs in {
+    "lr_constant": {"lr_policy": "constant", "lr": 5e-4},
+    "lr_onecycle": {"lr_policy": "onecycle", "weight_decay": 1e-4, "grad_clip": 0.1},
+    "lr_plateau_fast": {"lr_policy": "plateau", "lr": 1e-3, "lr_options": {"factor": 0.15, "patience": 2}},
+    "lr_plateau_gentle": {"lr_policy": "plateau", "lr": 2e-4, "lr_options": {"factor": 0.7, "patience": 2}},
+    "lr_cosine": {"lr_policy": "cosine", "lr_options": {"warmup_epochs": 1}},
+}.items():
+    PRESETS.register(_name)(_knobs)
+
+# Report 001's cascade of two classifiers, otherwise the control setting.
+PRESETS.register("cascade")({"augment": "none", "sampler": "uniform", "loss": "ce", "cascade": True})

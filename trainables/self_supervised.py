@@ -1,0 +1,112 @@
+"""In-domain self-supervised pretraining (``init: ssl``): SimCLR on the trial's *training* images
+(labels unused), run once per (data, split, backbone, ssl settings) and cached on disk, so every
+trial that asks for the same pre-stage loads the same weights instead of pretraining again.
+
+The backbone is ``cfg.model`` with its head as a linear projection to ``ssl.dim`` features; two
+augmented views per image, NT-Xent loss. Its randomness comes from ``ssl.seed`` only, inside a
+forked RNG, so a trial's own streams are the same whether the pre-stage ran or was cached.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TrialConfig
+from .data import ImageArrays, split_by_patient
+from .data.augment import AUGMENTS
+from .data.cache import default_cache_dir
+from .errors import TrainingDiverged
+from .models import build_model, normalisation
+
+WEIGHTS, CURVE = "weights.pt", "curve.json"
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's loss: each view must pick its partner among the other 2N - 1 views (cosine / T)."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
+    n = len(z1)
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(sim, partner)
+
+
+def ssl_key(cfg: TrialConfig, arrays: ImageArrays) -> str:
+    """Identity of a pre-stage: the data (cache key), the split, the input, backbone and settings."""
+    data = arrays.manifest.get("key") or hashlib.sha256(arrays.images.tobytes()).hexdigest()
+    blob = {"data": data, "split": [cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed],
+            "image_size": cfg.data.image_size, "channels": int(arrays.images.shape[1]),
+            "model": cfg.model, "ssl": cfg.ssl.model_dump()}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def ssl_folder(cfg: TrialConfig, arrays: ImageArrays) -> Path:
+    return (cfg.data.cache_dir or default_cache_dir()) / "ssl" / f"{cfg.model}-{ssl_key(cfg, arrays)}"
+
+
+def pretrain(cfg: TrialConfig, arrays: ImageArrays, device: torch.device) -> tuple[Path, list[float]]:
+    """The pre-stage's weights file and loss per epoch: from the cache, or trained now (one process
+    at a time per entry: the others wait on a file lock and then read the entry)."""
+    folder = ssl_folder(cfg, arrays)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / WEIGHTS).is_file():
+            _store(folder, *simclr(cfg, arrays, device))
+    return folder / WEIGHTS, json.loads((folder / CURVE).read_text())["loss"]
+
+
+def _store(folder: Path, state: dict, curve: list[float]) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        torch.save(state, tmp / WEIGHTS)
+        (tmp / CURVE).write_text(json.dumps({"loss": curve}))
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def simclr(cfg: TrialConfig, arrays: ImageArrays, device: torch.device) -> tuple[dict, list[float]]:
+    """Train ``cfg.model`` with SimCLR on the training split; returns its state dict and the mean
+    loss of every epoch."""
+    s = cfg.ssl
+    train = split_by_patient(arrays, cfg.data.val_fraction, cfg.data.test_fraction,
+                             cfg.data.split_seed)["train"]
+    images = torch.from_numpy(arrays.images[np.sort(train)]).to(device)
+    channels = images.shape[1]
+    augment = AUGMENTS.get(s.augment)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(s.seed)
+        model = build_model(cfg.model, s.dim, channels).to(device).train()
+        mean, std = (t.to(device) for t in normalisation(cfg.model, channels))
+        optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+        order_gen = torch.Generator().manual_seed(s.seed)
+        aug_gen = torch.Generator(device=device).manual_seed(s.seed)
+        curve = []
+        for _ in range(s.epochs):
+            order, total, seen = torch.randperm(len(images), generator=order_gen), 0.0, 0
+            for i in range(0, len(order), s.batch_size):
+                idx = order[i:i + s.batch_size].to(device)
+                if len(idx) < 2:
+                    continue
+                x = images[idx].float().div_(255)
+                z1, z2 = (model((augment(x, cfg.data.image_size, aug_gen) - mean) / std) for _ in range(2))
+                loss = nt_xent(z1, z2, s.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+            curve.append(total / seen)
+            if not math.isfinite(curve[-1]):
+                raise TrainingDiverged(f"ssl: pretraining loss is {curve[-1]} at epoch {len(curve)}; "
+                                         f"lower ssl.lr (now {s.lr:g})")
+    return {k: v.cpu() for k, v in model.state_dict().items()}, curve
