@@ -30,6 +30,7 @@ def entries(tmp_path):
 
 
 def test_pre_stage_runs_once_and_a_second_trial_reuses_it(tiny_config, tmp_path):
+    tiny_config["device"] = "cpu"  # the cached weights must give bit-identical numbers: a CPU promise
     first = run(ssl_config(tiny_config, tmp_path), lambda m, c: None)
     [entry] = entries(tmp_path)
     stamp = (entry / "weights.pt").stat().st_mtime_ns
