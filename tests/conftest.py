@@ -194,9 +194,9 @@ class LoopbackCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _ray_start(self, *args: str) -> float:
+    def _ray_start(self, *args: str, temp_dir: str) -> float:
         common = ["--num-cpus=1", "--object-store-memory=500000000", "--disable-usage-stats",
-                  f"--temp-dir={self.temp_dir}", f"--dashboard-agent-listen-port={free_port()}"]
+                  f"--temp-dir={temp_dir}", f"--dashboard-agent-listen-port={free_port()}"]
         start = time.perf_counter()
         r = subprocess.run([self.ray, "start", *args, *common], env=self.env, capture_output=True,
                            text=True, timeout=180)
@@ -212,10 +212,13 @@ class LoopbackCluster:
                      f"--dashboard-port={self.dashboard_port}"]
         else:
             args += ["--include-dashboard=false"]
-        return self._ray_start(*args)
+        return self._ray_start(*args, temp_dir=self.temp_dir)
 
     def add_node(self) -> float:
-        return self._ray_start(f"--address={self.address}")
+        """Another node, with its own temp dir inside the head's, as on a separate machine (two nodes
+        sharing one session dir share its runtime_env working_dir, which one node's GC deletes)."""
+        nodes = len(self.raylets())
+        return self._ray_start(f"--address={self.address}", temp_dir=f"{self.temp_dir}/n{nodes}")
 
     def _cmdlines(self) -> dict[int, str]:
         out = {}
