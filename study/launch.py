@@ -86,7 +86,9 @@ def optuna_storage_uri(spec: StudySpec) -> str:
     if spec.tracking.uri.startswith("sqlite:///"):
         db = Path(spec.tracking.uri.removeprefix("sqlite:///")).resolve()
         return f"sqlite:///{db.with_name(db.stem + '-optuna.db')}"
-    return f"sqlite:///{study_dir(spec) / 'optuna.db'}"
+    folder = study_dir(spec)
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the file's folder
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
