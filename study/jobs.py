@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import yaml
+
 from .errors import StudyError
 from .spec import StudySpec
 
@@ -73,7 +75,7 @@ def submit(spec_path: Path, spec: StudySpec, address: str | None, sets: list[str
            flags: list[str]) -> str:
     """Submit ``study run`` on the spec to the cluster; returns the job's submission id."""
     jobs = client(address)
-    for note in _local_path_notes(spec):
+    for note in _local_path_notes(spec, spec_path.read_text()):
         print(f"note: {note}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="study-submit-") as folder:
         shutil.copy(spec_path, Path(folder) / spec_path.name)
@@ -86,14 +88,21 @@ def submit(spec_path: Path, spec: StudySpec, address: str | None, sets: list[str
                              f"({str(exc).splitlines()[0][:300]})") from None
 
 
-def _local_path_notes(spec: StudySpec) -> list[str]:
+def _local_path_notes(spec: StudySpec, text: str) -> list[str]:
+    """Warnings about paths that would land in the job's temporary working directory (values the
+    spec takes from the environment are resolved on the cluster, so they are not judged here)."""
+    raw = yaml.safe_load(text)
+    from_env = {"storage_path": "${" in str(raw.get("storage_path", "")),
+                "tracking.uri": "${" in str((raw.get("tracking") or {}).get("uri", ""))}
     notes = []
-    if "://" not in spec.storage_path and not Path(spec.storage_path).is_absolute():
+    if not from_env["storage_path"] and "://" not in spec.storage_path \
+            and not Path(spec.storage_path).is_absolute():
         notes.append(f"storage_path {spec.storage_path!r} is relative: on the cluster it lands in the "
                      "job's temporary working directory; give an absolute shared path or s3://...")
-    if spec.tracking.uri.startswith("sqlite:///") and not spec.tracking.uri.startswith("sqlite:////"):
-        notes.append(f"tracking.uri {spec.tracking.uri!r} is a relative SQLite file: on the cluster it "
-                     "lands in the job's temporary working directory; use an MLflow server (http://...)")
+    uri = spec.tracking.uri
+    if not from_env["tracking.uri"] and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        notes.append(f"tracking.uri {uri!r} is a relative SQLite file: on the cluster it lands in the "
+                     "job's temporary working directory; use an MLflow server (http://...)")
     return notes
 
 
