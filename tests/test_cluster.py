@@ -75,13 +75,6 @@ def test_submit_status_and_logs_through_the_jobs_api(cluster, tiny_spec_file):
     assert bad.returncode == 2 and "job 'raysubmit_nope'" in bad.stderr
 
 
-def test_unreachable_jobs_address_is_one_error(port, tiny_spec_file):
-    free = port()
-    r = study("submit", str(tiny_spec_file()), "--address", f"http://127.0.0.1:{free}")
-    assert r.returncode == 2
-    assert f"study: error: --address: cannot reach the Ray jobs API at http://127.0.0.1:{free}" in r.stderr
-
-
 def results_of(storage: Path, trial_id: str) -> list[dict]:
     """Every result Tune recorded for one trial (result.json is appended across restores)."""
     for f in storage.rglob("result.json"):
