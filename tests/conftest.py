@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import signal
 import socket
@@ -175,14 +176,15 @@ def _children() -> dict[int, list[int]]:
 
 class LoopbackCluster:
     """A real multi-node Ray cluster on this host, started with ``ray start`` into a private temp
-    dir. Its processes are found by that temp dir in their command line (GCS, raylets, agents,
-    monitors) plus their descendants (workers, job drivers), and only those are ever stopped, by
-    pid: never ``ray stop``, which would stop every Ray on the host."""
+    dir. Its processes are found by that temp dir (GCS, raylets, agents, monitors) or its GCS port
+    (the Ray Client server) in their command line, plus their descendants (workers, job drivers),
+    and only those are ever stopped, by pid: never ``ray stop``, which stops every Ray on the host."""
 
     def __init__(self) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Unix socket paths
         self.port = free_port()
         self.dashboard_port: int | None = None
+        self.client_port: int | None = None  # Ray Client (ray://)
         self.owned: dict[int, str] = {}  # pid -> start time, so a reused pid is never killed
         from study.launch import RAY_ENV
 
@@ -205,7 +207,8 @@ class LoopbackCluster:
         return time.perf_counter() - start
 
     def start_head(self, dashboard: bool = False) -> float:
-        args = ["--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}"]
+        self.client_port = free_port()
+        args = ["--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}"]
         if dashboard:
             self.dashboard_port = free_port()
             args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -227,8 +230,8 @@ class LoopbackCluster:
                 text = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if self.temp_dir in text:
-                out[int(f.parent.name)] = text
+            if self.temp_dir in text or re.search(rf"--address=\S+:{self.port}(\s|$)", text):
+                out[int(f.parent.name)] = text  # the Ray Client server names only the GCS address
         return out
 
     def track(self) -> None:

@@ -40,8 +40,9 @@ def children(spec_path: Path, name: str) -> list:
 
 
 def test_trials_run_on_both_nodes(cluster, tiny_spec_file):
+    """Through Ray Client (ray://); the node-failure test uses the GCS address, submit uses auto."""
     path = tiny_spec_file(name="twonodes", samples=2, extra="storage_shared: true\n")
-    r = study("run", str(path), "--search-only", "--address", cluster.address)
+    r = study("run", str(path), "--search-only", "--address", f"ray://127.0.0.1:{cluster.client_port}")
     assert r.returncode == 0, r.stdout + r.stderr
     runs = children(path, "twonodes")
     assert len(runs) == 4 and all(run.info.status == "FINISHED" for run in runs)
