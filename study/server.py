@@ -2,6 +2,7 @@
 bound to 127.0.0.1 unless asked otherwise. Nothing here serves HTTP itself."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,13 @@ def server_argv(backend_store_uri: str, artifacts: str, host: str = "127.0.0.1",
     if allowed_hosts:
         argv += ["--allowed-hosts", allowed_hosts]
     if basic_auth:
+        if importlib.util.find_spec("flask_wtf") is None:
+            raise StudyError("--basic-auth: MLflow's basic-auth app needs Flask-WTF: pip install "
+                             "'Flask-WTF==1.3.0' (the docker image has it)")
+        if len(os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")) < 12 and not os.environ.get(
+                "MLFLOW_AUTH_CONFIG_PATH"):
+            raise StudyError("--basic-auth: set MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more) in the "
+                             "environment: MLflow creates its admin user with it on first start")
         argv += ["--app-name", "basic-auth"]
     return argv
 

@@ -1,7 +1,10 @@
-"""Fast checks of the cluster helpers: shared-storage detection, the submitted command, bad addresses."""
+"""Fast checks of the cluster helpers: shared-storage detection, the submitted command, bad
+addresses and bad tracking-server options (each one message before anything starts)."""
 import os
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 from study.cluster import is_shared, mount_type
@@ -43,3 +46,14 @@ def test_jobs_commands_without_an_address_say_so():
     r = subprocess.run([sys.executable, "-m", "study.cli", "status", "raysubmit_x"], capture_output=True,
                        text=True, timeout=120, env=env)
     assert r.returncode == 2 and "study: error: --address: give the Ray jobs API address" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend-store-uri", "./mlruns"], "--backend-store-uri: './mlruns' is not a SQL database URI"),
+    (["--basic-auth"], "--basic-auth: "),
+])
+def test_tracking_server_bad_options_are_one_error(args, message):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_AUTH_")}
+    r = subprocess.run([sys.executable, "-m", "study.cli", "tracking-server", *args], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 2 and f"study: error: {message}" in r.stderr, r.stderr
