@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import require_tool
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
@@ -77,7 +76,7 @@ def test_compose_takes_credentials_only_from_the_environment():
 
 def test_every_image_is_pinned_and_the_study_image_is_shared():
     raw = yaml.safe_load(COMPOSE.read_text())
-    froms = re.findall(r"^FROM\s+(\S+)", (DOCKER / "Dockerfile").read_text(), re.M)
+    froms = re.findall(r"^FROM\s+(\S+)", (DOCKER / "Dockerfile").read_text(), re.MULTILINE)
     every = images(raw) + images(kube_docs()) + froms
     assert froms and len(every) > 3
     for image in every:
@@ -92,9 +91,9 @@ def test_dockerfile_installs_the_locked_set_as_a_non_root_user():
     assert re.search(r"pip install -r requirements\.lock", text)
     lock = (DOCKER.parent / "requirements.lock").read_text()
     assert "torch==2.14.1" in lock and "torchvision==0.29.1" in lock
-    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
-    assert "python:3.11" in re.findall(r"^FROM\s+(\S+)", text, re.M)[0]
+    assert "python:3.11" in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)[0]
 
 
 def test_kuberay_manifests_describe_a_gpu_cluster_and_a_study_job():

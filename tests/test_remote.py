@@ -3,9 +3,9 @@ addresses and bad tracking-server options (each one message before anything star
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from study.cluster import is_shared, mount_type
 from study.jobs import entrypoint

@@ -5,9 +5,9 @@ import sys
 import time
 
 import pytest
+from conftest import require_tool, stop_group, wait_http
 from mlflow import MlflowClient
 
-from conftest import require_tool, stop_group, wait_http
 from study.launch import run_search
 from study.spec import load_spec
 
@@ -33,7 +33,7 @@ def served_study(ray_local, port, tiny_spec_writer, tmp_path_factory):
 
 
 def test_a_study_logs_to_the_tracking_server_over_http(served_study):
-    uri, spec, root = served_study
+    uri, _, root = served_study
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("served")
     runs = client.search_runs([exp.experiment_id])
@@ -63,7 +63,7 @@ def chromium_dom(url: str, profile) -> str:
 
 @pytest.mark.browser
 def test_the_mlflow_ui_lists_parent_and_child_runs(served_study, tmp_path):
-    uri, spec, _ = served_study
+    uri, _, _ = served_study
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("served")
     runs = client.search_runs([exp.experiment_id])
