@@ -41,6 +41,7 @@ def resolved():
 def test_compose_resolves_to_the_stack(resolved):
     services = resolved["services"]
     assert set(services) == SERVICES
+    assert all(s.get("user") not in ("root", "0") for s in services.values())  # the image's user "study"
     assert services["ray-head"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["ray-worker"]["depends_on"]["ray-head"]["condition"] == "service_healthy"
