@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: study test test-fast bench clean
+.PHONY: study test test-fast bench tracking-server clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/data_path.py
+
+# MLflow tracking server on 127.0.0.1:$(MLFLOW_PORT): SQLite backend, artifacts served from mlartifacts/
+MLFLOW_PORT ?= 5000
+tracking-server: $(STAMP)
+	$(BIN)/study tracking-server --port $(MLFLOW_PORT) --backend-store-uri sqlite:///mlflow-server.db \
+		--artifacts-destination mlartifacts
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,12 +81,20 @@ def _print_compare(summary: dict, spec) -> None:
     print(f"report: {summary['report_html']}")
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` values, plus ``--address`` as ``ray.address``."""
+    overrides = _parse_set(args.set)
+    if getattr(args, "address", None):
+        overrides.setdefault("ray", {})["address"] = args.address
+    return overrides
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from .launch import print_summary, run_search, study_dir
     from .report import run_compare
     from .repeats import run_repeats
 
-    spec = load_spec(args.spec, _parse_set(args.set))
+    spec = load_spec(args.spec, _overrides(args))
     summary = run_search(spec, resume=args.resume, fresh=args.fresh)
     print_summary(summary, spec)
     print(f"search summary: {study_dir(spec) / 'search_summary.json'}")
@@ -99,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_repeat(args: argparse.Namespace) -> None:
     from .repeats import run_repeats
 
-    spec = load_spec(args.spec, _parse_set(args.set))
+    spec = load_spec(args.spec, _overrides(args))
     run_repeats(spec, resume=args.resume)
     _print_ui_hint(spec.tracking.uri)
 
@@ -110,6 +119,41 @@ def cmd_compare(args: argparse.Namespace) -> None:
     spec = load_spec(args.spec, _parse_set(args.set))
     _print_compare(run_compare(spec), spec)
     _print_ui_hint(spec.tracking.uri)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from .jobs import submit
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    flags = [f for f, on in (("--resume", args.resume), ("--search-only", args.search_only)) if on]
+    job = submit(Path(args.spec), spec, args.address, args.set, flags)
+    print(job)
+    print(f"follow it: study logs {job} --follow{' --address ' + args.address if args.address else ''}",
+          file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from .jobs import status
+
+    state, message = status(args.job, args.address)
+    print(f"{args.job}: {state}" + (f" ({message})" if message else ""))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .jobs import logs
+
+    state = logs(args.job, args.address, follow=args.follow)
+    if args.follow:
+        print(f"{args.job}: {state}", file=sys.stderr)
+        return 0 if state == "SUCCEEDED" else 1
+    return 0
+
+
+def cmd_tracking_server(args: argparse.Namespace) -> None:
+    from .server import serve, server_argv
+
+    serve(server_argv(args.backend_store_uri, args.artifacts_destination, args.host, args.port,
+                      args.workers, args.basic_auth, args.allowed_hosts), args.host)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     runp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a spec value, e.g. --set search.samples_per_strategy=2")
     runp.add_argument("--search-only", action="store_true", help="stop after the search phase")
+    runp.add_argument("--address", help="Ray cluster to run on (sets ray.address): auto, HOST:PORT or "
+                      "ray://HOST:10001")
     runp.set_defaults(fn=cmd_run)
 
     rep = sub.add_parser("repeat", help="re-run each strategy's best config over paired seeds (from MLflow)")
@@ -152,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--resume", action="store_true", help="continue an interrupted repeat phase")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set repeats.seeds=21")
+    rep.add_argument("--address", help="Ray cluster to run on (sets ray.address)")
     rep.set_defaults(fn=cmd_repeat)
 
     cmp_ = sub.add_parser("compare", help="statistics and report from the repeats in MLflow")
@@ -159,16 +206,47 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmp_.set_defaults(fn=cmd_compare)
 
+    address_help = "Ray jobs API, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
+    sbm = sub.add_parser("submit", help="run `study run SPEC` on a Ray cluster as a Ray job; prints its id")
+    sbm.add_argument("spec")
+    sbm.add_argument("--address", help=address_help)
+    sbm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sbm.add_argument("--resume", action="store_true")
+    sbm.add_argument("--search-only", action="store_true")
+    sbm.set_defaults(fn=cmd_submit)
+    stp = sub.add_parser("status", help="status of a submitted study job")
+    stp.add_argument("job")
+    stp.add_argument("--address", help=address_help)
+    stp.set_defaults(fn=cmd_status)
+    lgp = sub.add_parser("logs", help="logs of a submitted study job")
+    lgp.add_argument("job")
+    lgp.add_argument("--address", help=address_help)
+    lgp.add_argument("--follow", action="store_true",
+                     help="stream until the job ends; exit status 0 only if it succeeded")
+    lgp.set_defaults(fn=cmd_logs)
+
+    srv = sub.add_parser("tracking-server", help="run an MLflow tracking server (SQL backend, served "
+                         "artifacts) on 127.0.0.1")
+    srv.add_argument("--backend-store-uri", default="sqlite:///mlflow-server.db")
+    srv.add_argument("--artifacts-destination", default="mlartifacts",
+                     help="folder or URI (s3://...) where the server keeps artifacts")
+    srv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--workers", type=int, default=1)
+    srv.add_argument("--allowed-hosts", help="Host headers the server accepts (mlflow --allowed-hosts)")
+    srv.add_argument("--basic-auth", action="store_true",
+                     help="MLflow's basic-auth app (clients: MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    srv.set_defaults(fn=cmd_tracking_server)
+
     args = parser.parse_args(argv)
     try:
-        args.fn(args)
+        return args.fn(args) or 0
     except StudyInterrupted as exc:
         print(f"study: {exc}", file=sys.stderr)
         return 130
     except (SpecError, ConfigError, DataError, TrackingError, StudyError) as exc:
         print(f"study: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

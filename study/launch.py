@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.data import ImageArrays, load_arrays
 
+from .cluster import check_shared_storage
 from .errors import StudyError, StudyInterrupted
 from .pareto import pareto_indices
 from .spec import Distribution, StudySpec, set_dotted
@@ -87,7 +88,9 @@ def optuna_storage_uri(spec: StudySpec) -> str:
     if spec.tracking.uri.startswith("sqlite:///"):
         db = Path(spec.tracking.uri.removeprefix("sqlite:///")).resolve()
         return f"sqlite:///{db.with_name(db.stem + '-optuna.db')}"
-    return f"sqlite:///{study_dir(spec) / 'optuna.db'}"
+    folder = study_dir(spec)
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the file's folder
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
@@ -109,6 +112,11 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         except (ConnectionError, RuntimeError) as exc:
             raise StudyError(f"ray.address: cannot connect to Ray at {address} ({exc})") from None
+        try:
+            check_shared_storage(spec)
+        except StudyError:
+            ray.shutdown()
+            raise
         return True
     ray.init(num_cpus=spec.ray.num_cpus, num_gpus=spec.ray.num_gpus, include_dashboard=False,
              object_store_memory=spec.ray.object_store_memory or max(100 << 20, 4 * object_store_bytes),

@@ -178,6 +178,7 @@ class StudySpec(_Strict):
     repeats: RepeatsConfig = RepeatsConfig()
     compare: CompareConfig = CompareConfig()
     storage_path: str = "results"
+    storage_shared: bool = False  # storage_path is one shared mount on every node (NFS, a volume)
 
     @field_validator("strategies")
     @classmethod

@@ -26,6 +26,7 @@ from .errors import TrackingError
 
 PARENT = "mlflow.parentRunId"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a line per run end is noise
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:

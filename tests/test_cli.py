@@ -47,13 +47,11 @@ def test_validate_checks_a_spec_without_running():
     assert "ok — study 'quickstart', 5 strategies" in r.stdout
 
 
-def test_run_with_an_unreachable_ray_address_is_one_error(tmp_path, tiny_spec_file):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = study("run", str(tiny_spec_file()), "--set", f"ray.address=127.0.0.1:{port}")
+@pytest.mark.parametrize("how", ["--set", "--address"])
+def test_run_with_an_unreachable_ray_address_is_one_error(tmp_path, tiny_spec_file, how, port):
+    free = port()
+    address = f"ray.address=127.0.0.1:{free}" if how == "--set" else f"127.0.0.1:{free}"
+    r = study("run", str(tiny_spec_file()), how, address)
     assert r.returncode == 2
-    assert f"study: error: ray.address: cannot reach Ray at 127.0.0.1:{port}" in r.stderr
+    assert f"study: error: ray.address: cannot reach Ray at 127.0.0.1:{free}" in r.stderr
     assert "Traceback" not in r.stderr

@@ -1,22 +1,16 @@
 """The search phase on a real local Ray, real Optuna and real MLflow (SQLite)."""
 import json
-import socket
 
 import optuna
 import pytest
 from mlflow import MlflowClient
 
+from conftest import free_port
 from study.errors import StudyError, TrackingError
 from study.launch import optuna_storage_uri, run_search, study_dir
 from study.spec import load_spec
 
 pytestmark = pytest.mark.xdist_group("ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_tiny_study_runs_every_strategy_with_the_same_budget(ray_local, tiny_spec_file):
