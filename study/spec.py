@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainables.config import (DataConfig, TrialConfig, deep_merge, format_validation_error,
-                               parse_config)
+                               metric_name, parse_config)
 from trainables.errors import ConfigError
 from trainables.strategies import PRESETS
 
@@ -102,9 +102,18 @@ class SearchConfig(_Strict):
         if v and len(v) < 2:
             raise ValueError("give two or more objectives (a single one is search.metric)")
         for m in v:
-            if m.partition("/")[0] not in ("val", "val_tta") or not m.partition("/")[2]:
-                raise ValueError(f"{m!r}: objectives are validation metrics: use val/<metric>")
+            metric_name(m, ("val", "val_tta"))
         return v
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> SearchConfig:
+        """Every objective goes the way of ``mode``: loss is the only metric to minimise."""
+        wrong = [m for m in self.objectives if (m.endswith("/loss")) == (self.mode == "max")]
+        if wrong:
+            verb = "maximised" if self.mode == "max" else "minimised"
+            raise ValueError(f"objectives: {', '.join(wrong)} cannot be {verb} with the others "
+                             f"(mode {self.mode}); every objective shares search.mode")
+        return self
 
 
 class SchedulerConfig(_Strict):
@@ -210,6 +219,12 @@ class StudySpec(_Strict):
             raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")
         for name in self.strategies:
             self.check_trial_config(name)
+        if any(m.startswith("test_tta/") for m in self.repeats.metrics):
+            plain = [s for s in self.strategies if "tta" not in self.space(s)
+                     and not parse_config(self.base_config(s)).tta]
+            if plain:
+                raise ValueError(f"repeats.metrics: test_tta/ metrics need tta > 0 in every strategy; "
+                                 f"{', '.join(plain)} evaluate without TTA")
         if self.search.objectives and self.scheduler.type == "asha":
             if "scheduler" in self.model_fields_set:
                 raise ValueError("scheduler.type: ASHA stops trials on one metric; a multi-objective "
@@ -241,6 +256,7 @@ class StudySpec(_Strict):
         config = deep_merge({"data": self.data.model_dump(mode="json", exclude_none=True),
                              "model": self.model, **copy.deepcopy(self.training)}, self.knobs(strategy))
         config["num_threads"] = max(1, int(self.resources.cpu))
+        _absolute_paths(config)  # trials run in their own working directories (Ray's trial folders)
         if seed is not None:
             config["seed"] = seed
         return config
@@ -267,6 +283,14 @@ class StudySpec(_Strict):
                     prefix = origin.get(line.split(":")[0].split(".")[0])
                     lines.append(f"{prefix}.{line}" if prefix else line)
                 raise ValueError("; ".join(lines)) from None
+
+
+def _absolute_paths(config: dict) -> None:
+    """Relative file paths of a trial config, resolved against the driver's working directory."""
+    for node, key in ((config.get("data", {}), "path"), (config.get("data", {}), "cache_dir"),
+                      (config, "init_path")):
+        if node.get(key) is not None and "://" not in str(node[key]):
+            node[key] = str(Path(node[key]).expanduser().resolve())
 
 
 def set_dotted(config: dict, key: str, value: Any) -> None:

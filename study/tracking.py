@@ -21,6 +21,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, Ru
 from ray.tune.logger import LoggerCallback
 
 from trainables.config import parse_config
+from trainables.errors import ConfigError
 
 from .errors import TrackingError
 
@@ -169,8 +170,11 @@ class MLflowTrialLogger(LoggerCallback):
                     "trial_id": trial.trial_id, "seed": seed}
             name = f"{strategy}-seed{seed}" if self.tags["phase"] == "repeat" else f"{strategy}-{trial.trial_id}"
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-            effective = parse_config(config).model_dump(mode="json", exclude_none=True)
-            params = [Param(k, v[:6000]) for k, v in flat_params(effective).items()]
+            try:  # the effective config (presets applied, defaults filled) ...
+                config = parse_config(config).model_dump(mode="json", exclude_none=True)
+            except ConfigError:  # ... unless the sample is invalid: the trial itself fails on it
+                pass
+            params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[i:i + 100])
         self._runs[trial.trial_id] = run_id

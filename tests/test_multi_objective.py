@@ -38,7 +38,8 @@ def test_objectives_run_with_fifo_and_asha_is_one_error(tiny_spec_file):
 
 @pytest.mark.parametrize("objectives, message", [
     ("[val/sensitivity]", "search.objectives: Value error, give two or more objectives"),
-    ("[val/sensitivity, test/ppv]", "search.objectives: Value error, 'test/ppv': objectives are validation"),
+    ("[val/sensitivity, test/ppv]", "search.objectives: expected val/<metric> with metric in loss"),
+    ("[val/sensitivity, val/loss]", "search: objectives: val/loss cannot be maximised with the others"),
 ])
 def test_bad_objectives_name_the_field(tiny_spec_file, objectives, message):
     path = tiny_spec_file()

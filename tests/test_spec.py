@@ -40,8 +40,11 @@ def test_searching_a_nested_knob_leaves_the_preset_alone():
     assert spec.knobs("cosine") == PRESETS.get("lr_cosine")
 
 
-def test_repeats_may_compare_tta_metrics(tmp_path):
+def test_repeats_may_compare_tta_metrics_of_strategies_that_use_tta(tmp_path):
     text = BASE + "repeats: {metrics: [test/sensitivity, test_tta/sensitivity]}\n"
+    with pytest.raises(SpecError, match="test_tta/ metrics need tta > 0 in every strategy; control, mine"):
+        load_spec(write(tmp_path, text))
+    text = text.replace("training: {epochs: 3, batch_size: 16}", "training: {epochs: 3, batch_size: 16, tta: 2}")
     assert load_spec(write(tmp_path, text)).repeats.metrics[1] == "test_tta/sensitivity"
 
 

@@ -1,6 +1,7 @@
 """VaB-AL: the checks of ../shared/VABAL.md on real training with the VAE, plus its plumbing."""
 import math
 import re
+import shutil
 
 import pytest
 import torch
@@ -69,7 +70,7 @@ def test_scores_stay_with_their_samples_when_the_data_set_is_permuted():
 
 
 def test_features_are_read_unaugmented_in_stored_order(tiny_config):
-    tiny_config |= {"strategy": "vabal_both", "augment": "standard"}
+    tiny_config |= {"strategy": "vabal_both", "augment": "standard", "vabal": {"refresh_every": 1}}
     t = build_trial(parse_config(tiny_config), load_arrays(parse_config(tiny_config).data))
     images = t.splits["train"].images
     perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
@@ -134,7 +135,7 @@ def test_refresh_reports_the_round_metrics_and_aligned_weights():
 
 
 def trial_with_weights(tiny_config, use_for):
-    tiny_config |= {"strategy": f"vabal_{use_for}"}
+    tiny_config |= {"strategy": f"vabal_{use_for}", "vabal": {"refresh_every": 1}}
     t = build_trial(parse_config(tiny_config), load_arrays(parse_config(tiny_config).data))
     n = len(t.train_labels_cpu)
     t.sample_weights = torch.linspace(0.1, 10.0, n)  # far from uniform
@@ -167,7 +168,7 @@ def test_first_round_samples_like_control(tiny_config):
     """Before the first refresh VaB-AL sampling is the uniform shuffle: paired with control."""
     orders = {}
     for strategy in ("control", "vabal_sampler"):
-        cfg = parse_config(tiny_config | {"strategy": strategy})
+        cfg = parse_config(tiny_config | {"strategy": strategy, "epochs": 5})
         orders[strategy] = build_trial(cfg, load_arrays(cfg.data)).epoch_order()
     assert torch.equal(orders["control"], orders["vabal_sampler"])
 
@@ -186,7 +187,7 @@ def test_every_backbone_with_stages_runs_a_round(tiny_config, name):
 
 def test_a_backbone_without_stages_is_a_config_error(tiny_config):
     with pytest.raises(ConfigError, match="vabal: model 'squeezenet1_0' cannot list its stage outputs"):
-        parse_config(tiny_config | {"strategy": "vabal_loss", "model": "squeezenet1_0"})
+        parse_config(tiny_config | {"strategy": "vabal_loss", "model": "squeezenet1_0", "epochs": 5})
 
 
 @pytest.mark.parametrize("change, message", [
@@ -196,6 +197,7 @@ def test_a_backbone_without_stages_is_a_config_error(tiny_config):
     ({"vabal": {"use_for": "loss", "w_min": 2.0, "w_max": 1.0}}, "vabal: w_min (2.0) must be <= w_max"),
     ({"vabal": {"use_for": "loss", "score_formula": "bayes"}}, "vabal.score_formula"),
     ({"strategy": "vabal_loss", "vabal": {"mc_sample": 3}}, "vabal.mc_sample: Extra inputs"),
+    ({"strategy": "vabal_loss", "epochs": 4}, "vabal.refresh_every (4) must be < epochs (4)"),
     ({"vabal": {"exponent": 2.0}}, "vabal.use_for: Field required"),
 ])
 def test_bad_vabal_config_names_the_field(change, message):
@@ -240,3 +242,15 @@ def test_graphed_vae_step_on_cuda_follows_the_cpu_trajectory():
     assert trained["cuda"][0] == pytest.approx(trained["cpu"][0], rel=1e-3)
     for k, v in trained["cpu"][1].items():
         torch.testing.assert_close(trained["cuda"][1][k].float(), v.float(), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_vabal_sampler_trial_resumes_on_cuda(tiny_config, tmp_path):
+    """The weights come back on the CPU, where the sampler draws with the CPU data generator."""
+    tiny_config |= {"strategy": "vabal_both", "epochs": 3, "device": "cuda",
+                    "vabal": {"refresh_every": 1, "mc_samples": 10, "vae_epochs": 1}}
+    saved = []
+    run(tiny_config, lambda m, ckpt: saved.append(shutil.copytree(ckpt, tmp_path / str(m["epoch"]))))
+    resumed = []
+    run(tiny_config, lambda m, ckpt: resumed.append(m), checkpoint_dir=tmp_path / "1")
+    assert [m["epoch"] for m in resumed] == [2, 3] and "vabal/score_mean" in resumed[0]

@@ -77,7 +77,7 @@ class LossOptions(_Strict):
     tau: float = Field(1.0, ge=0)           # logit_adjusted
 
 
-def _metric(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
+def metric_name(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
     """A ``<split>/<metric>`` name the loop reports every epoch."""
     split, _, name = v.partition("/")
     if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
@@ -95,7 +95,7 @@ class LROptions(_Strict):
     patience: int = Field(2, ge=0)             # plateau: epochs without improvement
     warmup_epochs: int = Field(0, ge=0)        # cosine: linear warm-up before the annealing
 
-    _val_metric = field_validator("metric")(lambda v: _metric(v, ("val",)))  # what after_epoch sees
+    _val_metric = field_validator("metric")(lambda v: metric_name(v, ("val",)))  # what after_epoch sees
 
 
 class SSLConfig(_Strict):
@@ -179,6 +179,9 @@ class TrialConfig(_Strict):
         if self.cascade:
             raise ValueError("vabal: the cascade's two networks list no stage outputs; use VaB-AL "
                              "with a single model")
+        if self.vabal.refresh_every >= self.epochs:
+            raise ValueError(f"vabal.refresh_every ({self.vabal.refresh_every}) must be < epochs "
+                             f"({self.epochs}): otherwise the weights are never refreshed")
         if not MODELS.get(self.model).has_stages:
             staged = ", ".join(n for n in MODELS if MODELS.get(n).has_stages)
             raise ValueError(f"vabal: model {self.model!r} cannot list its stage outputs, which "
@@ -192,7 +195,7 @@ class TrialConfig(_Strict):
             raise ValueError("sampler: 'vabal' needs vabal.use_for sampler or both (it is 'loss')")
         return self
 
-    _monitor = field_validator("monitor")(_metric)
+    _monitor = field_validator("monitor")(metric_name)
 
     @model_validator(mode="after")
     def _combinations(self) -> TrialConfig:

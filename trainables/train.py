@@ -153,7 +153,8 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
 
     train_labels = torch.from_numpy(arrays.labels[index["train"]])
     probe = SAMPLERS.get(cfg.sampler)(train_labels, arrays.num_classes, torch.Generator(), None)
-    steps_per_epoch = math.ceil(len(probe) / cfg.batch_size)
+    full, rest = divmod(len(probe), cfg.batch_size)
+    steps_per_epoch = full + (rest >= 2)  # a last batch of one is skipped (BatchNorm)
     optimizer = OPTIMIZERS.get(cfg.optimizer)(
         [p for p in model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, cfg.momentum)
     t = Trial(
@@ -284,7 +285,8 @@ def load_checkpoint(t: Trial, folder: str | Path) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     t.data_gen.set_state(state["data_gen"].cpu())
     t.aug_gen.set_state(state["aug_gen"].cpu())
-    t.sample_weights = state["sample_weights"]
+    weights = state["sample_weights"]
+    t.sample_weights = None if weights is None else weights.cpu()  # the samplers draw on the CPU
     if t.vabal:
         t.vabal.load_state_dict(state["vabal"])
     t.best = state["best"]

@@ -220,9 +220,9 @@ class VaBAL:
     def __init__(self, cfg: VabalConfig, feature_dims: list[int], num_classes: int,
                  device: torch.device, seed: int) -> None:
         self.cfg, self.device, self.num_classes = cfg, device, num_classes
-        self.gen = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        with torch.random.fork_rng(devices=[]):  # the VAE is built on the CPU: seed only that generator
+            torch.default_generator.manual_seed(seed)
             self.vae = VAE(feature_dims, num_classes, cfg.latent_per_class).to(device)
         cuda = device.type == "cuda"
         self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr, fused=cuda,
