@@ -251,6 +251,8 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                 raise StudyInterrupted(f"study {spec.name!r} was interrupted during strategy "
                                        f"{strategy!r}; its state is saved: continue with --resume")
             seen_trials |= {r.metrics["trial_id"] for r in results if r.metrics}
+            tracker.settle("search", strategy, [r.metrics for r in results if r.metrics and r.error is None],
+                           spec.epochs)
             part = summarise(results, spec, strategy)
             summary["strategies"][strategy] = part
             for point in part.get("pareto_front", []):

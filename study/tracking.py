@@ -88,6 +88,23 @@ class StudyTracker:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in {"study": self.study, **tags}.items())
         return self.client.search_runs([self.experiment_id], query, max_results=10000)
 
+    def settle(self, phase: str, strategy: str, last_results: list[dict], epochs: int) -> None:
+        """Close the runs of trials that Tune records as finished but a hard kill left RUNNING in
+        MLflow (the trial ended just before the kill, its end never logged), with the last result."""
+        last = {r["trial_id"]: r for r in last_results if "trial_id" in r}
+        for run in self.find_runs(phase=phase, strategy=strategy):
+            result = last.get(run.data.tags.get("trial_id"))
+            if result is None or run.info.status != "RUNNING":
+                continue
+            epoch = int(result.get("epoch", 0))
+            if run.data.metrics.get("epoch", 0) < epoch:
+                now = int(time.time() * 1000)
+                self.client.log_batch(run.info.run_id, metrics=[
+                    Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()])
+            for k, v in end_tags(epoch, epochs, failed=False).items():
+                self.client.set_tag(run.info.run_id, k, v)
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+
     def parent_run(self, strategy: str, phase: str) -> str:
         """The run id of the strategy's parent run for this phase, created once."""
         runs = [r for r in self.find_runs(strategy=strategy, phase=phase) if PARENT not in r.data.tags]
@@ -200,15 +217,18 @@ class MLflowTrialLogger(LoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         run_id = self._run_for(trial)
-        epochs_run = self._last_epoch.get(trial.trial_id, 0)
-        tags = {"stopped_early": str(not failed and epochs_run < self.epochs).lower(),
-                "epochs_run": str(epochs_run)}
+        tags = end_tags(self._last_epoch.get(trial.trial_id, 0), self.epochs, failed)
         if failed and trial.error_file and Path(trial.error_file).is_file():
             tags["error"] = error_line(Path(trial.error_file).read_text())
         for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
         status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
         self.client.set_terminated(run_id, status)
+
+
+def end_tags(epochs_run: int, epochs: int, failed: bool) -> dict[str, str]:
+    """The tags a trial's run gets when it ends."""
+    return {"stopped_early": str(not failed and epochs_run < epochs).lower(), "epochs_run": str(epochs_run)}
 
 
 def error_line(text: str) -> str:

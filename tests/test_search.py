@@ -136,3 +136,19 @@ def test_vabal_knobs_are_searched_and_round_metrics_reach_mlflow(ray_local, tiny
     control = [r for r in client.search_runs([exp.experiment_id], "tags.strategy = 'control'")
                if "trial_id" in r.data.tags]
     assert control and not any(k.startswith("vabal") for r in control for k in r.data.params)
+
+
+def test_settle_closes_runs_that_a_hard_kill_left_running(tmp_path):
+    """Tune saved the trial as finished, but the driver died before logging its end."""
+    from study.tracking import StudyTracker
+
+    tracker = StudyTracker(f"sqlite:///{tmp_path}/mlflow.db", "settle", "settle")
+    tags = {"study": "settle", "phase": "search", "strategy": "control"}
+    ended = tracker.client.create_run(tracker.experiment_id, tags={**tags, "trial_id": "a"}).info.run_id
+    other = tracker.client.create_run(tracker.experiment_id, tags={**tags, "trial_id": "b"}).info.run_id
+    tracker.client.log_metric(ended, "epoch", 2, step=2)
+    tracker.settle("search", "control", [{"trial_id": "a", "epoch": 3, "val/loss": 0.5}], epochs=3)
+    run = tracker.client.get_run(ended)
+    assert run.info.status == "FINISHED" and run.data.tags["stopped_early"] == "false"
+    assert run.data.tags["epochs_run"] == "3" and run.data.metrics["val/loss"] == 0.5
+    assert tracker.client.get_run(other).info.status == "RUNNING"  # not finished in Tune: untouched
