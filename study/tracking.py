@@ -98,9 +98,7 @@ class StudyTracker:
                 continue
             epoch = int(result.get("epoch", 0))
             if run.data.metrics.get("epoch", 0) < epoch:
-                now = int(time.time() * 1000)
-                self.client.log_batch(run.info.run_id, metrics=[
-                    Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()])
+                log_epoch(self.client, run.info.run_id, result, epoch)
             for k, v in end_tags(epoch, epochs, failed=False).items():
                 self.client.set_tag(run.info.run_id, k, v)
             self.client.set_terminated(run.info.run_id, "FINISHED")
@@ -206,11 +204,8 @@ class MLflowTrialLogger(LoggerCallback):
         if epoch <= self._last_epoch.get(trial.trial_id, 0):
             return  # already logged before the trial was restored
         self._last_epoch[trial.trial_id] = epoch
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()]
         tags = [RunTag("ray_node", str(result["node_id"]))] if "node_id" in result else []
-        for i in range(0, len(metrics), 200):
-            self.client.log_batch(run_id, metrics=metrics[i:i + 200], tags=tags if i == 0 else [])
+        log_epoch(self.client, run_id, result, epoch, tags)
         matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
         if matrices:
             self.client.log_dict(run_id, matrices, "confusion_matrices.json")
@@ -224,6 +219,15 @@ class MLflowTrialLogger(LoggerCallback):
             self.client.set_tag(run_id, k, v)
         status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
         self.client.set_terminated(run_id, status)
+
+
+def log_epoch(client: MlflowClient, run_id: str, result: dict, epoch: int,
+              tags: list[RunTag] | None = None) -> None:
+    """One epoch's numeric metrics (step = epoch) and ``tags``, in batches MLflow accepts."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()]
+    for i in range(0, len(metrics), 200):
+        client.log_batch(run_id, metrics=metrics[i:i + 200], tags=(tags or []) if i == 0 else [])
 
 
 def end_tags(epochs_run: int, epochs: int, failed: bool) -> dict[str, str]:

@@ -265,6 +265,10 @@ class VaBAL:
     def step(self, features: list[torch.Tensor], labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One optimiser step of the VAE on a batch; returns the detached loss."""
         self.optimizer.zero_grad(set_to_none=True)
+        return self.update(features, labels, noise)
+
+    def update(self, features: list[torch.Tensor], labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Loss, backward and optimiser step (gradients already cleared); the detached loss."""
         loss = vae_loss(self.vae, features, labels, noise, self.cfg.lambda_)
         loss.backward()
         self.optimizer.step()
@@ -344,14 +348,10 @@ class GraphedVAEStep:
             self.warm += 1
             return loss
         if self.graph is None:
-            opt = self.owner.optimizer
-            opt.zero_grad(set_to_none=True)
+            self.owner.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes the grads
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                loss = vae_loss(self.owner.vae, *self._batch(), self.noise, self.owner.cfg.lambda_)
-                loss.backward()
-                opt.step()
-                self.loss = loss.detach()
+                self.loss = self.owner.update(*self._batch(), self.noise)
         self.graph.replay()
         return self.loss.clone()
 
