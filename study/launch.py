@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,17 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
                 socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
             except (OSError, ValueError) as exc:
                 raise StudyError(f"ray.address: cannot reach Ray at {address} ({exc})") from None
-        try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        except (ConnectionError, RuntimeError) as exc:
-            raise StudyError(f"ray.address: cannot connect to Ray at {address} ({exc})") from None
+        # The Ray Client server starts a process per driver, which can die while starting
+        # ("Initialization failure from server"); a second try gets a fresh one.
+        attempts = 3 if address.startswith("ray://") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+                break
+            except (ConnectionError, RuntimeError) as exc:
+                if attempt == attempts or "Initialization failure from server" not in str(exc):
+                    raise StudyError(f"ray.address: cannot connect to Ray at {address} ({exc})") from None
+                time.sleep(2 * attempt)
         try:
             check_shared_storage(spec)
         except StudyError:
