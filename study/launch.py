@@ -1,11 +1,14 @@
-"""The search phase: one Ray Tune Tuner per strategy, the same Optuna (TPE) budget for each, ASHA
-stopping weak trials early, every trial an MLflow child run; resumable."""
+"""The search phase: every strategy gets the same Optuna (TPE) budget and its own ASHA brackets, all
+strategies in one Ray Tune experiment (see :mod:`study.strategy_search`); every trial an MLflow
+child run; resumable."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,6 @@ import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from trainables.data import ImageArrays, load_arrays
@@ -22,11 +24,11 @@ from trainables.data import ImageArrays, load_arrays
 from .cluster import check_shared_storage
 from .errors import StudyError, StudyInterrupted
 from .pareto import pareto_indices
-from .spec import Distribution, StudySpec, set_dotted
+from .spec import StudySpec
 from .ssl_stage import run_ssl_stages
-from .trainable import tune_trainable
-from .tracking import (MLflowTrialLogger, StudyTracker, TrialView, check_tracking_uri, error_line,
-                       write_json)
+from .strategy_search import StrategyScheduler, StrategySearch, optuna_distribution
+from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, error_line, write_json
+from .trainable import SearchView, tune_trainable
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RAY_ENV = {
@@ -36,25 +38,8 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
 }
-
-
-def to_tune(dist: Distribution):
-    """A spec distribution as a Tune search domain (OptunaSearch converts it to Optuna's)."""
-    low_high = dist.args
-    return {
-        "loguniform": lambda: tune.loguniform(*low_high),
-        "uniform": lambda: tune.uniform(*low_high),
-        "int": lambda: tune.randint(low_high[0], low_high[1] + 1),
-        "choice": lambda: tune.choice(list(low_high)),
-    }[dist.kind]()
-
-
-def param_space(spec: StudySpec, strategy: str) -> dict[str, Any]:
-    """The strategy's trial config with Tune domains at the searched (dotted) keys."""
-    space = spec.base_config(strategy, seed=spec.search.seed)
-    for key, dist in spec.space(strategy).items():
-        set_dotted(space, key, to_tune(dist))
-    return space
+EXPERIMENT = "trials"  # the search's Tune experiment, under tune_storage(spec)
+PENDING = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 def searched_values(config: dict, spec: StudySpec, strategy: str) -> dict[str, Any]:
@@ -144,33 +129,39 @@ class ResumableOptunaSearch(OptunaSearch):
 
 
 class Progress(tune.Callback):
-    """One line per finished trial: phase or strategy, count, trial, epochs run, metric, stopped
-    early or not. ``view`` (repeat phase) names a trial by its strategy and seed."""
+    """One line per finished trial: its strategy (search) or phase (repeats), the count of finished
+    trials of that label, the trial, epochs run, metric, stopped early or not."""
 
-    def __init__(self, label: str, total: int, metric: str, epochs: int, view=None) -> None:
-        self.label, self.total, self.metric, self.epochs, self.view = label, total, metric, epochs, view
+    def __init__(self, view, totals: dict[str, int], metric: str, epochs: int,
+                 phase: str | None = None) -> None:
+        self.view, self.totals, self.metric, self.epochs, self.phase = view, totals, metric, epochs, phase
+
+    def _label(self, trial) -> str:
+        return self.phase or self.view(trial.config)[0]
 
     def _name(self, trial) -> str:
-        if self.view is None:
+        if self.phase is None:
             return f"trial {trial.trial_id}"
         strategy, config = self.view(trial.config)
         return f"{strategy} seed {config['seed']}"
 
-    def _done(self, trials, trial) -> int:
-        return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+    def _head(self, trials, trial) -> str:
+        label = self._label(trial)
+        done = 1 + sum(t.status in ("TERMINATED", "ERROR") and self._label(t) == label
+                       for t in trials if t is not trial)
+        return f"[{label}] {done}/{self.totals[label]} {self._name(trial)}"
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         result = trial.last_result or {}
         epochs = int(result.get("epoch", 0))
         note = "stopped early" if epochs < self.epochs else "full budget"
         value = result.get(self.metric, float("nan"))
-        print(f"[{self.label}] {self._done(trials, trial)}/{self.total} {self._name(trial)}: "
-              f"{epochs}/{self.epochs} epochs, {self.metric} {value:.4f} ({note})", flush=True)
+        print(f"{self._head(trials, trial)}: {epochs}/{self.epochs} epochs, {self.metric} {value:.4f} "
+              f"({note})", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         why = error_line(Path(trial.error_file).read_text()) if trial.error_file else "unknown error"
-        print(f"[{self.label}] {self._done(trials, trial)}/{self.total} {self._name(trial)}: FAILED "
-              f"{why}", flush=True)
+        print(f"{self._head(trials, trial)}: FAILED {why}", flush=True)
 
 
 def _front(results, spec: StudySpec) -> list:
@@ -193,9 +184,10 @@ def _best(results, spec: StudySpec, strategy: str) -> dict | None:
     if not full:
         return None
     best = max(full, key=lambda r: sign * r.metrics[metric])
+    trial_config = SearchView()(best.config)[1]
     return {"trial_id": best.metrics["trial_id"], "score": best.metrics[metric],
-            "epochs": best.metrics.get("epoch"), "searched": searched_values(best.config, spec, strategy),
-            "config": best.config}
+            "epochs": best.metrics.get("epoch"), "searched": searched_values(trial_config, spec, strategy),
+            "config": trial_config}
 
 
 def summarise(results, spec: StudySpec, strategy: str) -> dict:
@@ -209,7 +201,8 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
         front = sorted(_front(rows, spec), key=lambda r: r.metrics[spec.search.objectives[0]])
         part["pareto_front"] = [{"trial_id": r.metrics["trial_id"],
                                  "values": {o: r.metrics[o] for o in spec.search.objectives},
-                                 "searched": searched_values(r.config, spec, strategy)} for r in front]
+                                 "searched": searched_values(SearchView()(r.config)[1], spec, strategy)}
+                                for r in front]
     return part
 
 
@@ -230,85 +223,123 @@ def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
 
 def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                arrays: ImageArrays | None = None) -> dict:
-    """Search every strategy of the spec; returns (and writes) the search summary."""
+    """Search every strategy of the spec in one Tune experiment; returns (and writes) the search
+    summary."""
     check_tracking_uri(spec.tracking.uri)
     search_dir = tune_storage(spec)
-    if not (resume or fresh) and any(tune.Tuner.can_restore(f"{search_dir}/{s}") for s in spec.strategies):
+    path = f"{search_dir}/{EXPERIMENT}"
+    if not (resume or fresh) and tune.Tuner.can_restore(path):
         raise StudyError(f"{search_dir} already holds a search of study {spec.name!r}: pass --resume "
                          "to continue it or --fresh to start over")
     arrays = arrays if arrays is not None else load_arrays(spec.data)
-    tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
-    if fresh:
-        _reset(spec, tracker)
-    run_ssl_stages(spec, arrays, tracker)
-    started = connect_ray(spec, arrays.images.nbytes)
+    with ThreadPoolExecutor(1) as pool:  # MLflow's runs are prepared while Ray starts
+        tracking = pool.submit(_prepare_tracking, spec, arrays, fresh)
+        started = connect_ray(spec, arrays.images.nbytes)
     try:
-        trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=arrays),
-                                        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
-                   "objectives": spec.search.objectives,
-                   "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
-        seen_trials: set[str] = set()
-        for strategy in spec.strategies:
-            parent = tracker.parent_run(strategy, "search")
-            tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), arrays.manifest,
-                                      str(spec.data.path or arrays.manifest.get("source", "synthetic")))
-            results = _tuner(spec, strategy, trainable, search_dir, parent, tracker, resume).fit()
-            if (results.num_terminated + results.num_errors < len(results)
-                    or len(results) < spec.search.samples_per_strategy):
-                raise StudyInterrupted(f"study {spec.name!r} was interrupted during strategy "
-                                       f"{strategy!r}; its state is saved: continue with --resume")
-            seen_trials |= {r.metrics["trial_id"] for r in results if r.metrics}
-            tracker.settle("search", strategy, [r.metrics for r in results if r.metrics and r.error is None],
-                           spec.epochs)
-            part = summarise(results, spec, strategy)
-            summary["strategies"][strategy] = part
-            for point in part.get("pareto_front", []):
-                tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true")
-            tracker.finish(parent, part)
-        _drop_orphan_runs(tracker, seen_trials)
+        tracker, parents = tracking.result()
+        run_ssl_stages(spec, arrays, tracker)
+        trainable = tune.with_resources(
+            tune.with_parameters(tune_trainable, data=arrays, view=SearchView()),
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        if resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = _tuner(spec, trainable, search_dir, parents, tracker)
+        with pending_trials(trial_slots(spec)):
+            grid = tuner.fit()
     finally:
         if started:
             ray.shutdown()
+    results = list(grid)
+    if (grid.num_terminated + grid.num_errors < len(grid)
+            or len(grid) < spec.search.samples_per_strategy * len(spec.strategies)):
+        raise StudyInterrupted(f"study {spec.name!r} was interrupted during its search; its state is "
+                               "saved: continue with --resume")
+    summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
+               "objectives": spec.search.objectives,
+               "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
+    for strategy, parent in parents.items():
+        rows = [r for r in results if SearchView()(r.config)[0] == strategy]
+        tracker.settle("search", strategy, [r.metrics for r in rows if r.metrics and r.error is None],
+                       spec.epochs)
+        part = summarise(rows, spec, strategy)
+        summary["strategies"][strategy] = part
+        for point in part.get("pareto_front", []):
+            tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true")
+        tracker.finish(parent, part)
+    _drop_orphan_runs(tracker, {r.metrics["trial_id"] for r in results if r.metrics})
     write_json(study_dir(spec) / "search_summary.json", summary)
     return summary
 
 
-def _tuner(spec: StudySpec, strategy: str, trainable, search_dir: str, parent: str,
-           tracker: StudyTracker, resume: bool) -> tune.Tuner:
-    path = f"{search_dir}/{strategy}"
-    space = param_space(spec, strategy)
-    if resume and tune.Tuner.can_restore(path):
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
-                                  param_space=space)
-    objectives = spec.search.objectives  # several: the searcher gets them, Tune gets no metric
-    sampler = {"tpe": optuna.samplers.TPESampler,
-               "nsga2": optuna.samplers.NSGAIISampler}[spec.search.sampler](seed=spec.search.seed)
-    searcher = ResumableOptunaSearch(sampler=sampler,
-                            storage=optuna.storages.RDBStorage(optuna_storage_uri(spec)),
-                            study_name=f"{spec.name}.{strategy}.search",
-                            **({"metric": objectives, "mode": [spec.search.mode] * len(objectives)}
-                               if objectives else {}))
-    if spec.search.max_concurrent:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.epochs,
-                               grace_period=spec.scheduler.grace_period,
-                               reduction_factor=spec.scheduler.reduction_factor)
+def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, fresh: bool) -> tuple[StudyTracker, dict]:
+    """The study's experiment (emptied with ``fresh``) and each strategy's search parent run, with
+    the spec, the data manifest and the data set logged to it."""
+    tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
+    if fresh:
+        _reset(spec, tracker)
+    parents = {s: tracker.parent_run(s, "search") for s in spec.strategies}
+    for parent in parents.values():
+        tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), arrays.manifest,
+                                  str(spec.data.path or arrays.manifest.get("source", "synthetic")))
+    return tracker, parents
+
+
+def trial_slots(spec: StudySpec) -> int:
+    """How many of the spec's trials the connected Ray cluster runs at once (at least 1)."""
+    have = ray.cluster_resources()
+    slots = [have.get(key, 0.0) / need for key, need in (("CPU", spec.resources.cpu),
+                                                          ("GPU", spec.resources.gpu)) if need]
+    return max(1, int(min(slots))) if slots else 1
+
+
+@contextlib.contextmanager
+def pending_trials(n: int):
+    """Let Tune queue ``n`` pending trials during a fit. For a custom searcher Tune queues one, so a
+    fresh cluster would start its trial actors one after another, each waiting for the previous one
+    to import torch. A ``TUNE_MAX_PENDING_TRIALS_PG`` the user set wins."""
+    if PENDING in os.environ:
+        yield
+        return
+    os.environ[PENDING] = str(n)
+    try:
+        yield
+    finally:
+        del os.environ[PENDING]
+
+
+def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
+           tracker: StudyTracker) -> tune.Tuner:
+    objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
+    metric = objectives or spec.search.metric
+    mode = [spec.search.mode] * len(objectives) if objectives else spec.search.mode
+    sampler = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler}[spec.search.sampler]
+    storage = optuna.storages.RDBStorage(optuna_storage_uri(spec))
+    searchers = {s: ResumableOptunaSearch(
+        space={k: optuna_distribution(d) for k, d in spec.space(s).items()},
+        metric=metric, mode=mode, sampler=sampler(seed=spec.search.seed), storage=storage,
+        study_name=f"{spec.name}.{s}.search") for s in spec.strategies}
+    bases = {s: spec.base_config(s, seed=spec.search.seed) for s in spec.strategies}
+    searcher = StrategySearch(searchers, bases, spec.search.samples_per_strategy,
+                              spec.search.max_concurrent, metric, mode)
+    scheduler = (StrategyScheduler(lambda: ASHAScheduler(
+                     metric=spec.search.metric, mode=spec.search.mode, time_attr="training_iteration",
+                     max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
+                     reduction_factor=spec.scheduler.reduction_factor),
+                     list(spec.strategies), spec.search.metric, spec.search.mode)
                  if spec.scheduler.type == "asha" else FIFOScheduler())
-    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, {strategy: parent},
-                               {"study": spec.name, "phase": "search"}, spec.epochs, TrialView(strategy))
+    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
+                               {"study": spec.name, "phase": "search"}, spec.epochs, SearchView())
+    totals = dict.fromkeys(spec.strategies, spec.search.samples_per_strategy)
     return tune.Tuner(
-        trainable, param_space=space,
-        tune_config=tune.TuneConfig(metric=None if objectives else spec.search.metric,
-                                    mode=None if objectives else spec.search.mode,
-                                    search_alg=searcher, scheduler=scheduler,
-                                    num_samples=spec.search.samples_per_strategy, reuse_actors=True),
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=sum(totals.values()), reuse_actors=True),
         run_config=tune.RunConfig(
-            name=strategy, storage_path=search_dir, verbose=0,
+            name=EXPERIMENT, storage_path=search_dir, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger, Progress(strategy, spec.search.samples_per_strategy,
-                                        spec.search.metric, spec.epochs)]))
+            callbacks=[logger, Progress(SearchView(), totals, spec.search.metric, spec.epochs)]))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:

@@ -7,7 +7,6 @@ MLflow are not run again, so raising ``repeats.seeds`` later only runs the new s
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -20,37 +19,10 @@ from trainables.data import ImageArrays, load_arrays
 from .errors import StudyError, StudyInterrupted
 from .launch import Progress, connect_ray, study_dir, tune_storage
 from .spec import StudySpec
-from .trainable import tune_trainable
 from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, write_json
+from .trainable import RepeatView, tune_trainable
 
 PHASE = "repeat"
-
-
-def repeat_config(best: dict, seed: int, vary_split: bool) -> dict:
-    """The trial config of one repeat: the best searched config with the repeat's seed (and the
-    split seed derived from it when the split varies too)."""
-    config = copy.deepcopy(best)
-    config["seed"] = seed
-    if vary_split:
-        config["data"]["split_seed"] = seed
-    return config
-
-
-class RepeatView:
-    """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config."""
-
-    def __init__(self, configs: dict[str, dict], vary_split: bool) -> None:
-        self.configs, self.vary_split = configs, vary_split
-
-    def __call__(self, config: dict) -> tuple[str, dict]:
-        run = config["run"]
-        return run["strategy"], repeat_config(self.configs[run["strategy"]], run["seed"], self.vary_split)
-
-
-def repeat_trainable(config: dict, data: ImageArrays | None = None,
-                     view: RepeatView | None = None) -> None:
-    """Tune trainable of the repeat grid: build the trial config, then the search's adapter."""
-    tune_trainable(view(config)[1], data=data)
 
 
 def best_configs(spec: StudySpec, tracker: StudyTracker) -> dict[str, dict]:
@@ -102,7 +74,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
         parents = {s: tracker.parent_run(s, PHASE) for s in spec.strategies}
         view = RepeatView(configs, spec.repeats.vary_split)
         trainable = tune.with_resources(
-            tune.with_parameters(repeat_trainable, data=arrays, view=view),
+            tune.with_parameters(tune_trainable, data=arrays, view=view),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         storage = tune_storage(spec, PHASE)
         name = plan.get("name")
@@ -128,14 +100,14 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
                     name=plan["name"], storage_path=storage, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[logger, Progress(PHASE, len(missing), _compared_metric(spec),
-                                                spec.epochs, view)]))
+                    callbacks=[logger, Progress(view, {PHASE: len(missing)}, _compared_metric(spec),
+                                                spec.epochs, phase=PHASE)]))
             _fit(tuner, spec, len(missing))
         write_json(plan_path, plan | {"done": True})
     finally:
         if started:
             ray.shutdown()
-    for strategy, parent in parents.items():
+    for parent in parents.values():
         tracker.finish(parent)
 
 

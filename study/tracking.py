@@ -137,17 +137,6 @@ class StudyTracker:
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
-class TrialView:
-    """How a phase's Tune config maps to a trial: its strategy and the trial config it trains.
-    The search's Tune config *is* the trial config (the strategy is fixed per Tuner)."""
-
-    def __init__(self, strategy: str) -> None:
-        self.strategy = strategy
-
-    def __call__(self, config: dict) -> tuple[str, dict]:
-        return self.strategy, config
-
-
 class MLflowTrialLogger(LoggerCallback):
     """Writes one child run per Tune trial from the driver: flat params, per-epoch metrics with
     step = epoch, tags, FINISHED/FAILED status, under the parent run of the trial's strategy.

@@ -1,5 +1,9 @@
-"""The Ray Tune function trainable: a thin adapter over :func:`trainables.train.run`."""
+"""The Ray Tune function trainable, a thin adapter over :func:`trainables.train.run`, and the views
+that map each phase's Tune config to ``(strategy, trial config)``. Trial actors unpickle these, so
+this module imports nothing heavier than the trial code itself."""
 from __future__ import annotations
+
+import copy
 
 import ray
 from ray import tune
@@ -8,8 +12,11 @@ from trainables.data import ImageArrays
 from trainables.train import run
 
 
-def tune_trainable(config: dict, data: ImageArrays | None = None) -> None:
-    """Run one trial inside Tune: report each epoch with its checkpoint, resume from Tune's."""
+def tune_trainable(config: dict, data: ImageArrays | None = None, view=None) -> None:
+    """Run one trial inside Tune: report each epoch with its checkpoint, resume from Tune's.
+    ``view`` maps the phase's Tune config to ``(strategy, trial config)``."""
+    if view is not None:
+        config = view(config)[1]
     node = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
@@ -22,3 +29,31 @@ def tune_trainable(config: dict, data: ImageArrays | None = None) -> None:
     else:
         with checkpoint.as_directory() as folder:
             run(config, report, checkpoint_dir=folder, data=data)
+
+
+class SearchView:
+    """Maps a search trial's Tune config to its strategy and the trial config it trains."""
+
+    def __call__(self, config: dict) -> tuple[str, dict]:
+        return config["strategy"], config["trial"]
+
+
+def repeat_config(best: dict, seed: int, vary_split: bool) -> dict:
+    """The trial config of one repeat: the best searched config with the repeat's seed (and the
+    split seed derived from it when the split varies too)."""
+    config = copy.deepcopy(best)
+    config["seed"] = seed
+    if vary_split:
+        config["data"]["split_seed"] = seed
+    return config
+
+
+class RepeatView:
+    """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config."""
+
+    def __init__(self, configs: dict[str, dict], vary_split: bool) -> None:
+        self.configs, self.vary_split = configs, vary_split
+
+    def __call__(self, config: dict) -> tuple[str, dict]:
+        run = config["run"]
+        return run["strategy"], repeat_config(self.configs[run["strategy"]], run["seed"], self.vary_split)

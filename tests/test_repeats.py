@@ -9,9 +9,10 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from study.launch import run_search
-from study.repeats import repeat_config, repeat_table, run_repeats
+from study.repeats import repeat_table, run_repeats
 from study.report import run_compare
 from study.spec import load_spec
+from study.trainable import repeat_config
 
 pytestmark = pytest.mark.xdist_group("ray")
 

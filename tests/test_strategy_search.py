@@ -1,0 +1,125 @@
+"""One Tune experiment for every strategy, each searched on its own: budgets, concurrency caps,
+routing of results, independence of the strategies' suggestions, save/restore (real Optuna, real
+ASHA; no Ray needed)."""
+import optuna
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from study.launch import ResumableOptunaSearch
+from study.spec import Distribution
+from study.strategy_search import StrategyScheduler, StrategySearch, optuna_distribution
+
+SPACE = {"lr": Distribution(loguniform=[1e-4, 1e-1]), "vabal.exponent": Distribution(uniform=[0.5, 2.0]),
+         "batch_size": Distribution(choice=[32, 64]), "layers": Distribution(int=[1, 3])}
+
+
+def make_search(strategies=("a", "b", "c"), budget=4, max_concurrent=None, seed=0):
+    searchers = {s: ResumableOptunaSearch(space={k: optuna_distribution(d) for k, d in SPACE.items()},
+                                          metric="score", mode="max",
+                                          sampler=optuna.samplers.TPESampler(seed=seed))
+                 for s in strategies}
+    bases = {s: {"strategy_knob": s, "vabal": {"exponent": 1.0, "use_for": "loss"}, "lr": 1.0}
+             for s in strategies}
+    return StrategySearch(searchers, bases, budget, max_concurrent, "score", "max"), bases
+
+
+def drain(search, n, complete=True):
+    """Ask for ``n`` trials; complete each right away (score = lr) unless told not to."""
+    out = []
+    for i in range(n):
+        tid = f"t{len(out)}-{i}-{id(search)}"
+        config = search.suggest(tid)
+        out.append((tid, config))
+        if complete and isinstance(config, dict):
+            search.on_trial_complete(tid, {"score": config["trial"]["lr"]})
+    return out
+
+
+def test_every_strategy_gets_the_same_budget_round_robin_then_finished():
+    search, bases = make_search(budget=4)
+    configs = [c for _, c in drain(search, 12)]
+    assert [c["strategy"] for c in configs] == ["a", "b", "c"] * 4
+    assert search.suggest("extra") == Searcher.FINISHED
+    for c in configs:
+        trial = c["trial"]
+        assert trial["strategy_knob"] == c["strategy"]  # the strategy's own base config
+        assert 1e-4 <= trial["lr"] <= 1e-1 and trial["batch_size"] in (32, 64) and 1 <= trial["layers"] <= 3
+        assert 0.5 <= trial["vabal"]["exponent"] <= 2.0 and trial["vabal"]["use_for"] == "loss"
+    assert bases["a"]["lr"] == 1.0 and bases["a"]["vabal"]["exponent"] == 1.0  # bases untouched
+
+
+def test_a_strategy_at_its_concurrency_cap_is_skipped_until_a_trial_completes():
+    search, _ = make_search(strategies=("a", "b"), budget=3, max_concurrent=1)
+    live = drain(search, 3, complete=False)
+    assert [c["strategy"] for _, c in live[:2]] == ["a", "b"] and live[2][1] is None
+    search.on_trial_complete(live[1][0], {"score": 0.5})  # b's trial ends: only b may go on
+    assert search.suggest("next")["strategy"] == "b"
+    assert search.suggest("blocked") is None
+
+
+def test_results_reach_the_optuna_study_of_the_trials_strategy():
+    search, _ = make_search(strategies=("a", "b"), budget=2)
+    drain(search, 4)
+    for s in ("a", "b"):
+        study = search._searchers[s]._ot_study
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        assert all(t.value == t.params["lr"] for t in study.trials)
+
+
+def test_a_strategys_suggestions_do_not_depend_on_the_other_strategies():
+    """Fairness: strategy a samples the same configs whether or not others share the experiment."""
+    alone, _ = make_search(strategies=("a",), budget=12)
+    shared, _ = make_search(strategies=("a", "b", "c"), budget=12)
+    mine = [c["trial"] for _, c in drain(alone, 12)]
+    theirs = [c["trial"] for _, c in drain(shared, 36) if c["strategy"] == "a"]
+    assert mine == theirs  # includes TPE's model-based suggestions after its 10 random ones
+
+
+def test_save_and_restore_continue_the_budget_and_the_live_trials(tmp_path):
+    search, _ = make_search(strategies=("a", "b"), budget=3, max_concurrent=2)
+    done = drain(search, 3)
+    live = drain(search, 1, complete=False)
+    search.save(str(tmp_path / "state.pkl"))
+    restored, _ = make_search(strategies=("a", "b"), budget=3, max_concurrent=2)
+    restored.restore(str(tmp_path / "state.pkl"))
+    restored.on_trial_complete(live[0][0], {"score": 0.1})
+    rest = [c for _, c in drain(restored, 2)]
+    assert sorted(c["strategy"] for _, c in done + live) + sorted(c["strategy"] for c in rest) == \
+        ["a", "a", "b", "b"] + ["a", "b"]
+    assert restored.suggest("over") == Searcher.FINISHED
+    counts = {s: len(restored._searchers[s]._ot_study.trials) for s in ("a", "b")}
+    assert counts == {"a": 3, "b": 3}
+
+
+def _trial(strategy: str, i: int) -> Trial:
+    return Trial("trainable", config={"strategy": strategy, "trial": {}}, trial_id=f"{strategy}{i}", stub=True)
+
+
+@pytest.mark.parametrize("grace", [1, 2])
+def test_asha_rungs_compare_a_strategys_trials_with_each_other_only(grace):
+    """Strategy b scores far below a: one shared ASHA stops b's trials for a's sake; per strategy,
+    each strategy's decisions are those of an ASHA that saw its trials alone."""
+    def asha():
+        return ASHAScheduler(metric="score", mode="max", max_t=9, grace_period=grace, reduction_factor=3)
+
+    def decide(sched, trials):
+        for t in trials:
+            sched.on_trial_add(None, t)
+        out = {}
+        for t in trials:
+            score = (0.9 if t.config["strategy"] == "a" else 0.1) + 0.01 * int(t.trial_id[1:])
+            out[t.trial_id] = sched.on_trial_result(None, t, {"training_iteration": grace, "score": score})
+        return out
+
+    trials = [_trial(s, i) for i in range(4) for s in ("a", "b")]
+    per_strategy = decide(StrategyScheduler(asha, ["a", "b"], "score", "max"), trials)
+    shared = decide(asha(), trials)
+    for s in ("a", "b"):
+        mine = [t for t in trials if t.config["strategy"] == s]
+        alone = decide(asha(), [_trial(s, int(t.trial_id[1:])) for t in mine])
+        assert {tid: d for tid, d in per_strategy.items() if tid.startswith(s)} == alone
+    b = [t.trial_id for t in trials if t.trial_id.startswith("b")]
+    continued = sum(per_strategy[tid] == TrialScheduler.CONTINUE for tid in b)
+    assert continued >= 1 and sum(shared[tid] == TrialScheduler.CONTINUE for tid in b) < continued
