@@ -16,7 +16,7 @@ from _study import scratch_spec, timed_search, trial_results
 
 
 def search(args, scheduler: str, seed: int) -> dict:
-    spec = scratch_spec(args.spec, training={"epochs": args.epochs},
+    spec = scratch_spec(args.spec, training={"epochs": args.epochs, "lr_policy": args.lr_policy},
                         search={"samples_per_strategy": args.samples, "seed": seed},
                         scheduler={"type": scheduler, "grace_period": args.grace_period,
                                    "reduction_factor": args.reduction_factor})
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--grace-period", type=int, default=1)
     ap.add_argument("--reduction-factor", type=float, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--lr-policy", default="constant")
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:

@@ -152,3 +152,28 @@ def test_settle_closes_runs_that_a_hard_kill_left_running(tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["stopped_early"] == "false"
     assert run.data.tags["epochs_run"] == "3" and run.data.metrics["val/loss"] == 0.5
     assert tracker.client.get_run(other).info.status == "RUNNING"  # not finished in Tune: untouched
+
+
+@pytest.mark.slow
+def test_one_live_trial_per_strategy_makes_the_search_reproducible(ray_local, tiny_spec_file):
+    """Strategies share both CPUs, but with ``max_concurrent: 1`` each strategy's TPE and ASHA see
+    its trials one after another: two searches give the same configs, scores and early stops,
+    TPE's model-based suggestions (after its 10 random ones) included."""
+    searched = {}
+    for name in ("same1", "same2"):
+        path = tiny_spec_file(name=name, samples=12)
+        path.write_text(path.read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
+        spec = load_spec(path)
+        run_search(spec)
+        client = MlflowClient(spec.tracking.uri)
+        runs = [r for r in client.search_runs([client.get_experiment_by_name(name).experiment_id])
+                if "trial_id" in r.data.tags]
+        searched[name] = {s: sorted((float(r.data.params["lr"]), r.data.tags["epochs_run"],
+                                     r.data.metrics["val/balanced_accuracy"])
+                                    for r in runs if r.data.tags["strategy"] == s)
+                          for s in ("control", "upsample")}
+        spans = sorted((r.info.start_time, r.info.end_time, r.data.tags["strategy"]) for r in runs)
+        assert any(a[1] > b[0] and a[2] != b[2] for a, b in zip(spans, spans[1:])), \
+            "no two strategies' trials ran at the same time"
+    assert searched["same1"] == searched["same2"]
+    assert all(len(v) == 12 for v in searched["same1"].values())
