@@ -3,7 +3,7 @@
 trial_time_fraction = (sum over trials and epochs of Tune's time_this_iter_s, i.e. the time inside
 ``run``'s epochs: train, validate, checkpoint) / (wall time of the search x CPUs the trials used).
 
-Usage: python benchmarks/study_overhead.py [--spec search_spaces/quickstart.yaml]
+Usage: python benchmarks/study_overhead.py [--spec search_spaces/quickstart.yaml] [--samples N] [--epochs N]
 The last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -20,8 +20,15 @@ from trainables.data import load_arrays
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default="search_spaces/quickstart.yaml")
+    ap.add_argument("--samples", type=int, help="samples per strategy (default: the spec's)")
+    ap.add_argument("--epochs", type=int, help="epochs per trial (default: the spec's)")
     args = ap.parse_args()
-    spec = scratch_spec(args.spec)
+    overrides = {}
+    if args.samples:
+        overrides["search"] = {"samples_per_strategy": args.samples}
+    if args.epochs:
+        overrides["training"] = {"epochs": args.epochs}
+    spec = scratch_spec(args.spec, **overrides)
     load_arrays(spec.data)  # data preparation is cached once per data set, not part of a study's cost
     cpus = spec.ray.num_cpus or os.cpu_count()
     summary, wall = timed_search(spec)
