@@ -94,8 +94,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
                                        {"study": spec.name, "phase": PHASE}, spec.epochs, view)
             tuner = tune.Tuner(
                 trainable, param_space=space,
-                tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
-                                            max_concurrent_trials=spec.search.max_concurrent),
+                tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=plan["name"], storage_path=storage, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
