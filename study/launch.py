@@ -3,7 +3,6 @@ strategies in one Ray Tune experiment (see :mod:`study.strategy_search`); every 
 child run; resumable."""
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
@@ -39,7 +38,6 @@ RAY_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
 }
 EXPERIMENT = "trials"  # the search's Tune experiment, under tune_storage(spec)
-PENDING = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 def searched_values(config: dict, spec: StudySpec, strategy: str) -> dict[str, Any]:
@@ -164,6 +162,14 @@ class Progress(tune.Callback):
         print(f"{self._head(trials, trial)}: FAILED {why}", flush=True)
 
 
+def interrupted(path: str, expected: int) -> bool:
+    """Whether the Tune experiment at ``path`` holds fewer than ``expected`` trials or unfinished
+    ones, by its state saved on disk (the grid an interrupted fit returns calls every trial
+    TERMINATED, started or not)."""
+    trials = tune.ExperimentAnalysis(path).trials
+    return len(trials) < expected or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+
+
 def _front(results, spec: StudySpec) -> list:
     """Trials that ran the full budget (else all finished ones) and, in a multi-objective search,
     are on the Pareto front of ``search.objectives`` at their last epoch."""
@@ -245,14 +251,11 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
         else:
             tuner = _tuner(spec, trainable, search_dir, parents, tracker)
-        with pending_trials(trial_slots(spec)):
-            grid = tuner.fit()
+        results = list(tuner.fit())
     finally:
         if started:
             ray.shutdown()
-    results = list(grid)
-    if (grid.num_terminated + grid.num_errors < len(grid)
-            or len(grid) < spec.search.samples_per_strategy * len(spec.strategies)):
+    if interrupted(path, spec.search.samples_per_strategy * len(spec.strategies)):
         raise StudyInterrupted(f"study {spec.name!r} was interrupted during its search; its state is "
                                "saved: continue with --resume")
     summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
@@ -293,21 +296,6 @@ def trial_slots(spec: StudySpec) -> int:
     return max(1, int(min(slots))) if slots else 1
 
 
-@contextlib.contextmanager
-def pending_trials(n: int):
-    """Let Tune queue ``n`` pending trials during a fit. For a custom searcher Tune queues one, so a
-    fresh cluster would start its trial actors one after another, each waiting for the previous one
-    to import torch. A ``TUNE_MAX_PENDING_TRIALS_PG`` the user set wins."""
-    if PENDING in os.environ:
-        yield
-        return
-    os.environ[PENDING] = str(n)
-    try:
-        yield
-    finally:
-        del os.environ[PENDING]
-
-
 def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
            tracker: StudyTracker) -> tune.Tuner:
     objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
@@ -331,9 +319,13 @@ def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
                                {"study": spec.name, "phase": "search"}, spec.epochs, SearchView())
     totals = dict.fromkeys(spec.strategies, spec.search.samples_per_strategy)
+    # Tune queues as many pending trials as its ConcurrencyLimiter allows (else one, for a custom
+    # searcher: trial actors would start one after another, each waiting for the last to import torch)
+    cap = (spec.search.max_concurrent * len(spec.strategies) if spec.search.max_concurrent
+           else trial_slots(spec))
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, max_concurrent_trials=cap,
                                     num_samples=sum(totals.values()), reuse_actors=True),
         run_config=tune.RunConfig(
             name=EXPERIMENT, storage_path=search_dir, verbose=0,

@@ -17,7 +17,7 @@ from ray import tune
 from trainables.data import ImageArrays, load_arrays
 
 from .errors import StudyError, StudyInterrupted
-from .launch import Progress, connect_ray, study_dir, tune_storage
+from .launch import Progress, connect_ray, interrupted, study_dir, tune_storage
 from .spec import StudySpec
 from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, write_json
 from .trainable import RepeatView, tune_trainable
@@ -80,7 +80,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
         name = plan.get("name")
         if resume and name and not plan.get("done") and tune.Tuner.can_restore(f"{storage}/{name}"):
             _fit(tune.Tuner.restore(f"{storage}/{name}", trainable, resume_unfinished=True,
-                                    resume_errored=True), spec, len(plan["pairs"]))
+                                    resume_errored=True), spec, f"{storage}/{name}", len(plan["pairs"]))
         done, unfinished = repeat_runs(tracker)
         missing = sorted(wanted - set(done))
         for run in unfinished:  # failed or interrupted without --resume: these pairs run again
@@ -101,7 +101,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[logger, Progress(view, {PHASE: len(missing)}, _compared_metric(spec),
                                                 spec.epochs, phase=PHASE)]))
-            _fit(tuner, spec, len(missing))
+            _fit(tuner, spec, f"{storage}/{plan['name']}", len(missing))
         write_json(plan_path, plan | {"done": True})
     finally:
         if started:
@@ -115,9 +115,9 @@ def _compared_metric(spec: StudySpec) -> str:
     return f"best/{metric}" if spec.repeats.use == "best" else metric
 
 
-def _fit(tuner: tune.Tuner, spec: StudySpec, expected: int) -> None:
-    results = tuner.fit()
-    if results.num_terminated + results.num_errors < len(results) or len(results) < expected:
+def _fit(tuner: tune.Tuner, spec: StudySpec, path: str, expected: int) -> None:
+    tuner.fit()
+    if interrupted(path, expected):
         raise StudyInterrupted(f"the repeats of study {spec.name!r} were interrupted; their state is "
                                "saved: continue with --resume")
 

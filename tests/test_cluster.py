@@ -39,12 +39,15 @@ def children(spec_path: Path, name: str) -> list:
 
 
 def test_trials_run_on_both_nodes(cluster, tiny_spec_file):
-    """Through Ray Client (ray://); the node-failure test uses the GCS address, submit uses auto."""
-    path = tiny_spec_file(name="twonodes", samples=2, extra="storage_shared: true\n")
-    r = study("run", str(path), "--search-only", "--address", f"ray://127.0.0.1:{cluster.client_port}")
+    """Through Ray Client (ray://); the node-failure test uses the GCS address, submit uses auto.
+    Each node has one CPU. Eight full-length trials (FIFO) outlast the second node's actor start-up;
+    with fewer, the head's warm actor could serve them all first."""
+    path = tiny_spec_file(name="twonodes", samples=4, extra="storage_shared: true\n")
+    r = study("run", str(path), "--search-only", "--address", f"ray://127.0.0.1:{cluster.client_port}",
+              "--set", "scheduler.type=fifo")
     assert r.returncode == 0, r.stdout + r.stderr
     runs = children(path, "twonodes")
-    assert len(runs) == 4 and all(run.info.status == "FINISHED" for run in runs)
+    assert len(runs) == 8 and all(run.info.status == "FINISHED" for run in runs)
     assert {run.data.tags["ray_node"] for run in runs} == set(cluster.raylets())
 
 
