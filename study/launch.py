@@ -38,6 +38,7 @@ RAY_ENV = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "0",
 }
 EXPERIMENT = "trials"  # the search's Tune experiment, under tune_storage(spec)
+VIEW = SearchView()  # a search trial's Tune config -> (strategy, trial config)
 
 
 def searched_values(config: dict, spec: StudySpec, strategy: str) -> dict[str, Any]:
@@ -190,7 +191,7 @@ def _best(results, spec: StudySpec, strategy: str) -> dict | None:
     if not full:
         return None
     best = max(full, key=lambda r: sign * r.metrics[metric])
-    trial_config = SearchView()(best.config)[1]
+    trial_config = VIEW(best.config)[1]
     return {"trial_id": best.metrics["trial_id"], "score": best.metrics[metric],
             "epochs": best.metrics.get("epoch"), "searched": searched_values(trial_config, spec, strategy),
             "config": trial_config}
@@ -207,7 +208,7 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
         front = sorted(_front(rows, spec), key=lambda r: r.metrics[spec.search.objectives[0]])
         part["pareto_front"] = [{"trial_id": r.metrics["trial_id"],
                                  "values": {o: r.metrics[o] for o in spec.search.objectives},
-                                 "searched": searched_values(SearchView()(r.config)[1], spec, strategy)}
+                                 "searched": searched_values(VIEW(r.config)[1], spec, strategy)}
                                 for r in front]
     return part
 
@@ -245,7 +246,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
         tracker, parents = tracking.result()
         run_ssl_stages(spec, arrays, tracker)
         trainable = tune.with_resources(
-            tune.with_parameters(tune_trainable, data=arrays, view=SearchView()),
+            tune.with_parameters(tune_trainable, data=arrays, view=VIEW),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
@@ -262,7 +263,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                "objectives": spec.search.objectives,
                "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
     for strategy, parent in parents.items():
-        rows = [r for r in results if SearchView()(r.config)[0] == strategy]
+        rows = [r for r in results if VIEW(r.config)[0] == strategy]
         tracker.settle("search", strategy, [r.metrics for r in rows if r.metrics and r.error is None],
                        spec.epochs)
         part = summarise(rows, spec, strategy)
@@ -317,7 +318,7 @@ def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
                      list(spec.strategies), spec.search.metric, spec.search.mode)
                  if spec.scheduler.type == "asha" else FIFOScheduler())
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
-                               {"study": spec.name, "phase": "search"}, spec.epochs, SearchView())
+                               {"study": spec.name, "phase": "search"}, spec.epochs, VIEW)
     totals = dict.fromkeys(spec.strategies, spec.search.samples_per_strategy)
     # Tune queues as many pending trials as its ConcurrencyLimiter allows (else one, for a custom
     # searcher: trial actors would start one after another, each waiting for the last to import torch)
@@ -331,7 +332,7 @@ def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
             name=EXPERIMENT, storage_path=search_dir, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger, Progress(SearchView(), totals, spec.search.metric, spec.epochs)]))
+            callbacks=[logger, Progress(VIEW, totals, spec.search.metric, spec.epochs)]))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:

@@ -29,7 +29,7 @@ def drain(search, n, complete=True):
     """Ask for ``n`` trials; complete each right away (score = lr) unless told not to."""
     out = []
     for i in range(n):
-        tid = f"t{len(out)}-{i}-{id(search)}"
+        tid = f"t{i}-{id(search)}"
         config = search.suggest(tid)
         out.append((tid, config))
         if complete and isinstance(config, dict):
