@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections import Counter
 from collections.abc import Callable
 
 import optuna
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
@@ -89,8 +91,10 @@ class StrategySearch(Searcher):
 
 class StrategyScheduler(FIFOScheduler):
     """One scheduler per strategy (e.g. ASHA): a trial's results go to its strategy's scheduler,
-    so rungs compare a strategy's trials with each other only. Pending trials start first-in,
-    first-out."""
+    so rungs compare a strategy's trials with each other only. The next trial to start is the
+    waiting one of the strategy that has started the fewest trials (oldest first among those): the
+    strategies, with equal budgets, then finish together instead of the last one's trials running
+    one after another on an otherwise idle cluster."""
 
     def __init__(self, make: Callable[[], TrialScheduler], strategies: list[str], metric: str,
                  mode: str) -> None:
@@ -117,6 +121,15 @@ class StrategyScheduler(FIFOScheduler):
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trials = tune_controller.get_trials()
+        started = Counter(t.config["strategy"] for t in trials if t.status != Trial.PENDING)
+        for status in (Trial.PENDING, Trial.PAUSED):
+            waiting = [t for t in trials if t.status == status]
+            if waiting:
+                return min(waiting, key=lambda t: started[t.config["strategy"]])
+        return None
 
     def debug_string(self) -> str:
         return "\n".join(f"{s}: {sched.debug_string()}" for s, sched in self._schedulers.items())

@@ -4,7 +4,7 @@ ASHA; no Ray needed)."""
 import optuna
 import pytest
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from study.launch import ResumableOptunaSearch
@@ -123,3 +123,32 @@ def test_asha_rungs_compare_a_strategys_trials_with_each_other_only(grace):
     b = [t.trial_id for t in trials if t.trial_id.startswith("b")]
     continued = sum(per_strategy[tid] == TrialScheduler.CONTINUE for tid in b)
     assert continued >= 1 and sum(shared[tid] == TrialScheduler.CONTINUE for tid in b) < continued
+
+
+class _Trials:
+    """The one part of Tune's controller a scheduler's ``choose_trial_to_run`` reads."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self.trials = trials
+
+    def get_trials(self) -> list[Trial]:
+        return self.trials
+
+
+def test_the_next_trial_to_start_is_of_the_strategy_furthest_behind():
+    """Tune's FIFO order would start a's pending trial first; a and c have started two trials, b
+    one, so b's starts first; between a and c, the older pending trial."""
+    sched = StrategyScheduler(FIFOScheduler, ["a", "b", "c"], "score", "max")
+    trials = [_trial("a", 0), _trial("b", 0), _trial("c", 0), _trial("a", 1), _trial("c", 1),
+              _trial("a", 2), _trial("c", 2), _trial("b", 1)]
+    for t, status in zip(trials, [Trial.TERMINATED] * 3 + [Trial.RUNNING] * 2 + [Trial.PENDING] * 3):
+        t.set_status(status)
+    controller = _Trials(trials)
+    assert sched.choose_trial_to_run(controller).trial_id == "b1"
+    trials[-1].set_status(Trial.RUNNING)
+    assert sched.choose_trial_to_run(controller).trial_id == "a2"
+    for t in trials[5:7]:
+        t.set_status(Trial.RUNNING)
+    assert sched.choose_trial_to_run(controller) is None
+    trials[2].set_status(Trial.PAUSED)
+    assert sched.choose_trial_to_run(controller) is trials[2]
