@@ -60,6 +60,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(f"{args.spec}: ok — study {spec.name!r}, {len(spec.strategies)} strategies "
           f"({', '.join(spec.strategies)}), {spec.search.samples_per_strategy} samples each, "
           f"{spec.epochs} epochs, scheduler {spec.scheduler.type}, tracking {spec.tracking.uri}")
+    if note := spec.search.random_search_note():
+        print(note)
 
 
 def _print_ui_hint(uri: str) -> None:

@@ -25,7 +25,7 @@ from .errors import StudyError, StudyInterrupted
 from .pareto import pareto_indices
 from .spec import StudySpec
 from .ssl_stage import run_ssl_stages
-from .strategy_search import StrategyScheduler, StrategySearch, optuna_distribution
+from .strategy_search import StrategyScheduler, StrategySearch, optuna_distribution, optuna_sampler
 from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, error_line, write_json
 from .trainable import SearchView, tune_trainable
 
@@ -233,6 +233,8 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     """Search every strategy of the spec in one Tune experiment; returns (and writes) the search
     summary."""
     check_tracking_uri(spec.tracking.uri)
+    if note := spec.search.random_search_note():
+        print(note, file=sys.stderr)
     search_dir = tune_storage(spec)
     path = f"{search_dir}/{EXPERIMENT}"
     if not (resume or fresh) and tune.Tuner.can_restore(path):
@@ -302,11 +304,10 @@ def _tuner(spec: StudySpec, trainable, search_dir: str, parents: dict[str, str],
     objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
     metric = objectives or spec.search.metric
     mode = [spec.search.mode] * len(objectives) if objectives else spec.search.mode
-    sampler = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler}[spec.search.sampler]
     storage = optuna.storages.RDBStorage(optuna_storage_uri(spec))
     searchers = {s: ResumableOptunaSearch(
         space={k: optuna_distribution(d) for k, d in spec.space(s).items()},
-        metric=metric, mode=mode, sampler=sampler(seed=spec.search.seed), storage=storage,
+        metric=metric, mode=mode, sampler=optuna_sampler(spec.search), storage=storage,
         study_name=f"{spec.name}.{s}.search") for s in spec.strategies}
     bases = {s: spec.base_config(s, seed=spec.search.seed) for s in spec.strategies}
     searcher = StrategySearch(searchers, bases, spec.search.samples_per_strategy,

@@ -92,8 +92,30 @@ class SearchConfig(_Strict):
     objectives: list[str] = []
     mode: Literal["max", "min"] = "max"
     sampler: Literal["tpe", "nsga2"] = "tpe"
+    startup_trials: int | None = Field(None, ge=1)
     seed: int = 0
     max_concurrent: int | None = Field(None, ge=1)
+
+    @field_validator("startup_trials")
+    @classmethod
+    def _population(cls, v: int | None, info) -> int | None:
+        if v is not None and v < 2 and info.data.get("sampler") == "nsga2":
+            raise ValueError("NSGA-II's population (its startup trials) needs at least 2 members")
+        return v
+
+    @property
+    def startup(self) -> int:
+        """Trials per strategy the sampler draws at random before it uses what it learned: TPE's
+        ``n_startup_trials`` (Optuna's default 10) or NSGA-II's first generation (default 50)."""
+        return self.startup_trials or (50 if self.sampler == "nsga2" else 10)
+
+    def random_search_note(self) -> str | None:
+        """A note when the budget never gets past the sampler's random startup trials."""
+        if self.samples_per_strategy > self.startup:
+            return None
+        return (f"note: search.samples_per_strategy ({self.samples_per_strategy}) is not above the "
+                f"{self.sampler.upper()} sampler's {self.startup} random startup trials, so every "
+                "strategy's search is random sampling; set search.startup_trials below it")
 
 
     @field_validator("objectives")

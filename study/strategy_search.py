@@ -21,7 +21,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from .spec import Distribution, set_dotted
+from .spec import Distribution, SearchConfig, set_dotted
 
 
 def optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistribution:
@@ -33,6 +33,14 @@ def optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistribu
         "int": lambda: optuna.distributions.IntDistribution(*low_high),
         "choice": lambda: optuna.distributions.CategoricalDistribution(list(low_high)),
     }[dist.kind]()
+
+
+def optuna_sampler(search: SearchConfig) -> optuna.samplers.BaseSampler:
+    """A new seeded sampler of the spec's kind (one per strategy), with ``startup_trials`` as TPE's
+    random startup trials or NSGA-II's population."""
+    if search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=search.startup)
+    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup)
 
 
 class StrategySearch(Searcher):

@@ -88,6 +88,10 @@ def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
      "repeats.metrics: 'val/sensitivity': repeats are compared on the test split"),
     ("name: s1", "name: s1\nscheduler: {type: asha, grace_period: 9}",
      r"scheduler.grace_period \(9\) exceeds the epochs \(3\)"),
+    ("search:\n", "search:\n  startup_trials: 0\n",
+     "search.startup_trials: Input should be greater than or equal to 1"),
+    ("search:\n", "search:\n  sampler: nsga2\n  startup_trials: 1\n",
+     "search.startup_trials: NSGA-II's population"),
 ])
 def test_spec_errors_name_the_yaml_path(tmp_path, old, new, message):
     with pytest.raises(SpecError, match=message):

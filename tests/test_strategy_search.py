@@ -8,8 +8,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from study.launch import ResumableOptunaSearch
-from study.spec import Distribution
-from study.strategy_search import StrategyScheduler, StrategySearch, optuna_distribution
+from study.spec import Distribution, SearchConfig
+from study.strategy_search import StrategyScheduler, StrategySearch, optuna_distribution, optuna_sampler
 
 SPACE = {"lr": Distribution(loguniform=[1e-4, 1e-1]), "vabal.exponent": Distribution(uniform=[0.5, 2.0]),
          "batch_size": Distribution(choice=[32, 64]), "layers": Distribution(int=[1, 3])}
@@ -152,3 +152,29 @@ def test_the_next_trial_to_start_is_of_the_strategy_furthest_behind():
     assert sched.choose_trial_to_run(controller) is None
     trials[2].set_status(Trial.PAUSED)
     assert sched.choose_trial_to_run(controller) is trials[2]
+
+
+def _suggested_x(search: SearchConfig, n: int) -> list[float]:
+    study = optuna.create_study(sampler=optuna_sampler(search), direction="maximize")
+    study.optimize(lambda t: -(t.suggest_float("x", 0.0, 1.0) - 0.9) ** 2, n_trials=n)
+    return [t.params["x"] for t in study.trials]
+
+
+def test_startup_trials_are_the_random_draws_before_tpe_uses_its_model():
+    default = _suggested_x(SearchConfig(seed=3), 4)  # Optuna's 10 random startup trials
+    early = _suggested_x(SearchConfig(seed=3, startup_trials=2), 4)
+    assert early[:2] == default[:2]  # the same seeded random draws
+    assert early[2:] != default[2:]  # then TPE's model instead of more random draws
+    assert _suggested_x(SearchConfig(seed=3, startup_trials=2), 4) == early  # seeded
+    assert optuna_sampler(SearchConfig(sampler="nsga2", startup_trials=4))._population_size == 4
+
+
+@pytest.mark.parametrize("settings, note", [
+    ({"samples_per_strategy": 6}, "TPE sampler's 10 random startup trials"),
+    ({"samples_per_strategy": 6, "startup_trials": 3}, None),
+    ({"samples_per_strategy": 11}, None),
+    ({"samples_per_strategy": 24, "sampler": "nsga2"}, "NSGA2 sampler's 50 random startup trials"),
+])
+def test_a_budget_within_the_random_startup_trials_is_noted(settings, note):
+    got = SearchConfig(**settings).random_search_note()
+    assert got is None if note is None else note in got
