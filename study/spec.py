@@ -117,7 +117,6 @@ class SearchConfig(_Strict):
                 f"{self.sampler.upper()} sampler's {self.startup} random startup trials, so every "
                 "strategy's search is random sampling; set search.startup_trials below it")
 
-
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: list[str]) -> list[str]:
