@@ -6,7 +6,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.launch import run_search, tune_storage
+from study.layout import tune_storage
+from study.search import run_search
 from study.spec import StudySpec, load_spec
 
 

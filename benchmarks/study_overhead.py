@@ -22,7 +22,7 @@ import statistics
 import ray
 from _study import scratch_spec, timed_search, trial_results
 
-from study.launch import connect_ray
+from study.runtime import connect_ray
 from trainables.data import load_arrays
 
 

@@ -23,17 +23,17 @@ import torch
 
 from trainables.config import parse_config
 from trainables.data import load_arrays
-from trainables.train import Trial, build_trial, evaluate, refresh_vabal, train_one_epoch
+from trainables.train import TrialState, build_trial, evaluate, train_one_epoch
 
 STRATEGIES = ("control", "augment", "vabal_both")
 
 
-def sync(t: Trial) -> None:
+def sync(t: TrialState) -> None:
     if t.device.type == "cuda":
         torch.cuda.synchronize(t.device)
 
 
-def timed(t: Trial, fn) -> float:
+def timed(t: TrialState, fn) -> float:
     sync(t)
     start = time.perf_counter()
     fn()
@@ -41,7 +41,7 @@ def timed(t: Trial, fn) -> float:
     return time.perf_counter() - start
 
 
-def epoch(t: Trial) -> None:
+def epoch(t: TrialState) -> None:
     train_one_epoch(t)
     evaluate(t, "val")
 
@@ -57,14 +57,16 @@ def measure(model: str, args: argparse.Namespace) -> dict[str, float]:
     for name in STRATEGIES:
         cfg = {k: v for k, v in base.items() if k != "vabal" or name.startswith("vabal")}
         trials[name] = build_trial(parse_config(cfg | {"strategy": name}), arrays)
+    vabal = trials["vabal_both"]
+    refresh = lambda: next(h for h in vabal.hooks if h.name == "vabal").refresh(vabal)  # noqa: E731
     for t in trials.values():  # warm-up: allocator, kernels, and a first round of weights
         epoch(t)
-    refresh_vabal(trials["vabal_both"])
+    refresh()
     times: dict[str, list[float]] = {name: [] for name in (*STRATEGIES, "refresh")}
     for _ in range(args.repeats):
         for name, t in trials.items():
             times[name].append(timed(t, lambda: epoch(t)))
-        times["refresh"].append(timed(trials["vabal_both"], lambda: refresh_vabal(trials["vabal_both"])))
+        times["refresh"].append(timed(vabal, refresh))
     med = {k: statistics.median(v) for k, v in times.items()}
     amortised = med["vabal_both"] + med["refresh"] / args.refresh_every
     return {"control_s": med["control"], "augment_s": med["augment"],

@@ -92,14 +92,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from .launch import print_summary, run_search, study_dir
-    from .report import run_compare
+    from .layout import search_summary_file
     from .repeats import run_repeats
+    from .report import run_compare
+    from .search import print_summary, run_search
 
     spec = load_spec(args.spec, _overrides(args))
     summary = run_search(spec, resume=args.resume, fresh=args.fresh)
     print_summary(summary, spec)
-    print(f"search summary: {study_dir(spec) / 'search_summary.json'}")
+    print(f"search summary: {search_summary_file(spec)}")
     if not args.search_only:
         print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
         run_repeats(spec, resume=args.resume or args.fresh)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import asdict
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import plots
 from .errors import StudyError
-from .launch import study_dir
-from .repeats import repeat_table
+from .layout import report_dir
+from .results import class_names, metric_curves, repeat_table, summed_confusions
 from .spec import StudySpec
 from .stats import MetricReport, compare
 from .tracking import StudyTracker, check_tracking_uri, write_json
@@ -37,31 +34,6 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
     return out
 
 
-def _curves(tracker: StudyTracker, long: pd.DataFrame, metric: str) -> dict[str, np.ndarray]:
-    curves = {}
-    for strategy, part in long.groupby("strategy", sort=False):
-        series = [[m.value for m in sorted(tracker.client.get_metric_history(r, metric),
-                                           key=lambda m: m.step)] for r in part.run_id]
-        width = max((len(s) for s in series), default=0)
-        curves[strategy] = np.array([s + [np.nan] * (width - len(s)) for s in series], float)
-    return curves
-
-
-def _confusions(tracker: StudyTracker, long: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
-    sums: dict[str, np.ndarray] = {}
-    for strategy, run_id in zip(long.strategy, long.run_id):
-        path = tracker.client.download_artifacts(run_id, "confusion_matrices.json")
-        cm = np.array(json.loads(Path(path).read_text())[key])
-        sums[strategy] = sums.get(strategy, 0) + cm
-    return sums
-
-
-def _class_names(tracker: StudyTracker, strategy: str) -> list[str]:
-    parent = tracker.parent_run(strategy, "search")
-    path = tracker.client.download_artifacts(parent, "data_manifest.json")
-    return json.loads(Path(path).read_text())["class_names"]
-
-
 def _md_table(df: pd.DataFrame) -> str:
     cells = [[str(df.index.name or "")] + [str(c) for c in df.columns]]
     for idx, row in df.iterrows():
@@ -78,14 +50,14 @@ def run_compare(spec: StudySpec) -> dict:
     """Statistics and report from the FINISHED repeat runs in MLflow. Returns a summary with the
     verdicts and the report's paths."""
     check_tracking_uri(spec.tracking.uri)
-    tracker = StudyTracker(spec.tracking.uri, spec.experiment, spec.name)
+    tracker = StudyTracker.of(spec)
     long = repeat_table(spec, tracker)
     if long.empty:
         raise StudyError(f"no finished repeat runs of study {spec.name!r} in MLflow: run `study repeat` first")
     long = long.sort_values(["strategy", "seed"]).reset_index(drop=True)
     reports = analyse(spec, long)
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
-    out = study_dir(spec) / "report"
+    out = report_dir(spec)
     out.mkdir(parents=True, exist_ok=True)
 
     long.to_csv(out / "repeats.csv", index=False)
@@ -100,14 +72,14 @@ def run_compare(spec: StudySpec) -> dict:
     metrics = set(spec.repeats.metrics)
     if {"test/sensitivity", "test/ppv"} <= metrics:
         figures["sens_ppv"] = plots.sensitivity_vs_ppv(long, strategies, "test/sensitivity", "test/ppv")
-    figures["curves"] = plots.validation_curves(_curves(tracker, long, spec.search.metric),
+    figures["curves"] = plots.validation_curves(metric_curves(tracker, long, spec.search.metric),
                                                 spec.search.metric)
     for metric, f in friedman.items():
         figures[f"cd_{metric.replace('/', '_')}"] = plots.critical_difference(
             f["mean_ranks"], f["critical_difference"], metric)
     cm_key = "best/test/confusion_matrix" if spec.repeats.use == "best" else "test/confusion_matrix"
-    figures["confusion"] = plots.confusion_matrices(_confusions(tracker, long, cm_key),
-                                                    _class_names(tracker, strategies[0]))
+    figures["confusion"] = plots.confusion_matrices(summed_confusions(tracker, long, cm_key),
+                                                    class_names(tracker, strategies[0]))
     for name, png in figures.items():
         (out / f"{name}.png").write_bytes(png)
 

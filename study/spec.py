@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from trainables.config import (DataConfig, TrialConfig, deep_merge, format_validation_error,
-                               metric_name, parse_config)
+from trainables.config import TrialConfig, deep_merge, format_validation_error, parse_config
+from trainables.data import DataConfig
 from trainables.errors import ConfigError
+from trainables.metrics import metric_name
+from trainables.registry import StrictModel
 from trainables.strategies import PRESETS
 
 from .errors import SpecError
@@ -28,11 +30,7 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NOT_TRAINING = {"data", "model", "seed", "strategy", "sampler", "loss", "augment"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class Distribution(_Strict):
+class Distribution(StrictModel):
     """One searchable value: exactly one of ``loguniform: [low, high]``, ``uniform: [low, high]``,
     ``int: [low, high]`` (inclusive) or ``choice: [a, b, ...]``."""
 
@@ -84,7 +82,7 @@ class Distribution(_Strict):
         return list(self.args)
 
 
-class SearchConfig(_Strict):
+class SearchConfig(StrictModel):
     space: dict[str, Distribution] = {}
     strategy_space: dict[str, dict[str, Distribution]] = {}
     samples_per_strategy: int = Field(8, ge=1)
@@ -137,34 +135,34 @@ class SearchConfig(_Strict):
         return self
 
 
-class SchedulerConfig(_Strict):
+class SchedulerConfig(StrictModel):
     type: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
 
 
-class ResourcesConfig(_Strict):
+class ResourcesConfig(StrictModel):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(StrictModel):
     uri: str = "sqlite:///mlflow.db"
     experiment: str | None = None
 
 
-class RayConfig(_Strict):
+class RayConfig(StrictModel):
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
     num_gpus: int | None = Field(None, ge=0)
     object_store_memory: int | None = Field(None, ge=78643200)
 
 
-class FailureSpec(_Strict):
+class FailureSpec(StrictModel):
     max_failures: int = Field(1, ge=-1)
 
 
-class RepeatsConfig(_Strict):
+class RepeatsConfig(StrictModel):
     """The repeat phase: each strategy's best config re-run over paired seeds, full budget."""
 
     seeds: int = Field(10, ge=1)
@@ -185,13 +183,13 @@ class RepeatsConfig(_Strict):
         return v
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictModel):
     baseline: str = "control"
     alpha: float = Field(0.05, gt=0, lt=1)
     all_pairs: bool = False
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictModel):
     """A whole study: data, model, training defaults, strategies and how to search them."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -217,8 +215,7 @@ class StudySpec(_Strict):
             raise ValueError("name at least one strategy")
         for name, value in v.items():
             if isinstance(value, str) and value not in PRESETS:
-                raise ValueError(f"{name}: unknown strategy preset {value!r}; registered: "
-                                 f"{', '.join(PRESETS)}")
+                raise ValueError(f"{name}: {PRESETS.unknown(value)}")
         return v
 
     @field_validator("training")
@@ -263,6 +260,11 @@ class StudySpec(_Strict):
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
+
+    @property
+    def repeat_seeds(self) -> list[int]:
+        """The repeat phase's paired seeds."""
+        return list(range(self.repeats.first_seed, self.repeats.first_seed + self.repeats.seeds))
 
     def knobs(self, strategy: str) -> dict[str, Any]:
         value = self.strategies[strategy]

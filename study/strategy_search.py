@@ -6,8 +6,7 @@ with, its own trials only, as with one Tuner per strategy. Sharing one experimen
 start, warm actors reused across strategies, no drained tail between strategies, and on a cluster
 every strategy's trials run at the same time.
 
-A Tune config of the search is ``{"strategy": name, "trial": trial_config}``
-(:class:`study.trainable.SearchView` maps it back).
+A Tune config of the search is written and read by :class:`study.tune_adapter.SearchView` only.
 """
 from __future__ import annotations
 
@@ -20,8 +19,10 @@ import optuna
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from .spec import Distribution, SearchConfig, set_dotted
+from .tune_adapter import SearchView
 
 
 def optuna_distribution(dist: Distribution) -> optuna.distributions.BaseDistribution:
@@ -41,6 +42,17 @@ def optuna_sampler(search: SearchConfig) -> optuna.samplers.BaseSampler:
     if search.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=search.startup)
     return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup)
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose persisted study may be ahead of Tune's last experiment snapshot (after a
+    hard kill): a result for a trial the storage already holds as finished is ignored."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
 
 
 class StrategySearch(Searcher):
@@ -76,7 +88,7 @@ class StrategySearch(Searcher):
             trial = copy.deepcopy(self._bases[strategy])
             for key, value in values.items():
                 set_dotted(trial, key, value)
-            return {"strategy": strategy, "trial": trial}
+            return SearchView.wrap(strategy, trial)
         return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -113,7 +125,7 @@ class StrategyScheduler(FIFOScheduler):
         self._supports_buffered_results = first.supports_buffered_results
 
     def _of(self, trial) -> TrialScheduler:
-        return self._schedulers[trial.config["strategy"]]
+        return self._schedulers[SearchView.strategy(trial.config)]
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self._of(trial).on_trial_add(tune_controller, trial)
@@ -132,11 +144,11 @@ class StrategyScheduler(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trials = tune_controller.get_trials()
-        started = Counter(t.config["strategy"] for t in trials if t.status != Trial.PENDING)
+        started = Counter(SearchView.strategy(t.config) for t in trials if t.status != Trial.PENDING)
         for status in (Trial.PENDING, Trial.PAUSED):
             waiting = [t for t in trials if t.status == status]
             if waiting:
-                return min(waiting, key=lambda t: started[t.config["strategy"]])
+                return min(waiting, key=lambda t: started[SearchView.strategy(t.config)])
         return None
 
     def debug_string(self) -> str:

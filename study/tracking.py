@@ -20,10 +20,8 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from ray.tune.logger import LoggerCallback
 
-from trainables.config import parse_config
-from trainables.errors import ConfigError
-
 from .errors import TrackingError
+from .spec import StudySpec
 
 PARENT = "mlflow.parentRunId"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -54,10 +52,13 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
 
 
 def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
-    """Nested config -> flat ``{"data.load_size": "36", "lr": "0.001"}`` for MLflow params."""
+    """Nested config -> flat ``{"data.load_size": "36", "lr": "0.001"}`` for MLflow params (unset
+    values, None, are left out)."""
     out: dict[str, str] = {}
     for k, v in config.items():
         key = f"{prefix}{k}"
+        if v is None:
+            continue
         if isinstance(v, dict):
             out |= flat_params(v, f"{key}.")
         else:
@@ -83,6 +84,11 @@ class StudyTracker:
             self.client.restore_experiment(found.experiment_id)
         self.experiment_id = (found.experiment_id if found is not None
                               else self.client.create_experiment(experiment))
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> StudyTracker:
+        """The tracker of a spec's study: its tracking URI and experiment."""
+        return cls(spec.tracking.uri, spec.experiment, spec.name)
 
     def find_runs(self, **tags: str) -> list:
         query = " and ".join(f"tags.{k} = '{v}'" for k, v in {"study": self.study, **tags}.items())
@@ -138,8 +144,9 @@ class StudyTracker:
 
 
 class MLflowTrialLogger(LoggerCallback):
-    """Writes one child run per Tune trial from the driver: flat params, per-epoch metrics with
-    step = epoch, tags, FINISHED/FAILED status, under the parent run of the trial's strategy.
+    """Writes one child run per Tune trial from the driver: flat params (of the validated trial
+    config the phase's ``view`` gives), per-epoch metrics with step = epoch, tags, FINISHED/FAILED
+    status, under the parent run of the trial's strategy.
     Picklable (Tune saves it with the experiment); the client is created in ``setup``. A restored
     trial finds its run again by ``trial_id`` and skips epochs it already logged."""
 
@@ -174,10 +181,6 @@ class MLflowTrialLogger(LoggerCallback):
                     "trial_id": trial.trial_id, "seed": seed}
             name = f"{strategy}-seed{seed}" if self.tags["phase"] == "repeat" else f"{strategy}-{trial.trial_id}"
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-            try:  # the effective config (presets applied, defaults filled) ...
-                config = parse_config(config).model_dump(mode="json", exclude_none=True)
-            except ConfigError:  # ... unless the sample is invalid: the trial itself fails on it
-                pass
             params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[i:i + 100])

@@ -49,7 +49,7 @@ def ray_local():
     """One local Ray for the session (2 CPUs, small object store), shut down at the end."""
     import os
 
-    from study.launch import RAY_ENV
+    from study.runtime import RAY_ENV
 
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
@@ -186,7 +186,7 @@ class LoopbackCluster:
         self.dashboard_port: int | None = None
         self.client_port: int | None = None  # Ray Client (ray://)
         self.owned: dict[int, str] = {}  # pid -> start time, so a reused pid is never killed
-        from study.launch import RAY_ENV
+        from study.runtime import RAY_ENV
 
         venv_bin = str(Path(sys.executable).parent)
         self.env = {**os.environ, **RAY_ENV, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}

@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from study.synth import write_synthetic
-from trainables.config import DataConfig
-from trainables.data import load_arrays, split_by_patient, synthetic
+from trainables.data import DataConfig, load_arrays, split_by_patient, synthetic
 from trainables.data.arrays import ImageArrays
 from trainables.errors import DataError
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.config import LossOptions, parse_config
+from trainables.config import parse_config
 from trainables.errors import ConfigError
 from trainables.strategies import LOSSES
+from trainables.strategies.losses import LossOptions
 from trainables.train import run
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])

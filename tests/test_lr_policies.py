@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from trainables.config import LROptions, parse_config
+from trainables.config import parse_config
 from trainables.data import load_arrays
 from trainables.errors import ConfigError
 from trainables.strategies import LR_POLICIES
+from trainables.strategies.lr_policies import LROptions
 from trainables.train import build_trial, run, train_one_epoch
 
 

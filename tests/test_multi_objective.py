@@ -6,8 +6,9 @@ import pytest
 from mlflow import MlflowClient
 
 from study.errors import SpecError
-from study.launch import optuna_storage_uri, run_search, study_dir
+from study.layout import optuna_storage_uri, study_dir
 from study.pareto import pareto_indices
+from study.search import run_search
 from study.spec import load_spec
 
 OBJECTIVES = "  objectives: [val/sensitivity, val/ppv]\n"

@@ -8,11 +8,12 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from study.launch import run_search
-from study.repeats import repeat_table, run_repeats
+from study.repeats import run_repeats
 from study.report import run_compare
+from study.results import repeat_table
+from study.search import run_search
 from study.spec import load_spec
-from study.trainable import repeat_config
+from study.tune_adapter import repeat_config
 
 pytestmark = pytest.mark.xdist_group("ray")
 

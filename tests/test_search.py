@@ -3,11 +3,12 @@ import json
 
 import optuna
 import pytest
+from conftest import free_port
 from mlflow import MlflowClient
 
-from conftest import free_port
 from study.errors import StudyError, TrackingError
-from study.launch import optuna_storage_uri, run_search, study_dir
+from study.layout import optuna_storage_uri, study_dir
+from study.search import run_search
 from study.spec import load_spec
 
 pytestmark = pytest.mark.xdist_group("ray")

@@ -2,10 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.config import LossOptions, LROptions, parse_config
+from trainables.config import parse_config
 from trainables.models import build_model
 from trainables.strategies import LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
-from trainables.strategies.losses import normalised_inverse_frequency
+from trainables.strategies.losses import LossOptions, normalised_inverse_frequency
+from trainables.strategies.lr_policies import LROptions
 
 LABELS = torch.tensor([0] * 10 + [1] * 200 + [2] * 90)
 

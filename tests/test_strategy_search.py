@@ -7,9 +7,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from study.launch import ResumableOptunaSearch
 from study.spec import Distribution, SearchConfig
-from study.strategy_search import StrategyScheduler, StrategySearch, optuna_distribution, optuna_sampler
+from study.strategy_search import (
+    ResumableOptunaSearch,
+    StrategyScheduler,
+    StrategySearch,
+    optuna_distribution,
+    optuna_sampler,
+)
 
 SPACE = {"lr": Distribution(loguniform=[1e-4, 1e-1]), "vabal.exponent": Distribution(uniform=[0.5, 2.0]),
          "batch_size": Distribution(choice=[32, 64]), "layers": Distribution(int=[1, 3])}

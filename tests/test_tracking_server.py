@@ -8,7 +8,7 @@ import pytest
 from conftest import require_tool, stop_group, wait_http
 from mlflow import MlflowClient
 
-from study.launch import run_search
+from study.search import run_search
 from study.spec import load_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]

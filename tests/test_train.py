@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.errors import ConfigError, DataError, TrainingDiverged
-from trainables.train import CHECKPOINT_FILE, build_trial, run, train_one_epoch
 from trainables.config import parse_config
 from trainables.data import load_arrays
+from trainables.errors import ConfigError, DataError, TrainingDiverged
+from trainables.train import CHECKPOINT_FILE, build_trial, run, train_one_epoch
 
 
 def collect(config, **kw):

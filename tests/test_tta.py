@@ -7,7 +7,8 @@ import torch
 from trainables.config import parse_config
 from trainables.data import load_arrays
 from trainables.data.augment import AUGMENTS, centre_crop
-from trainables.train import build_trial, evaluate, run, stream_seed
+from trainables.seeds import stream_seed
+from trainables.train import build_trial, evaluate, run
 
 
 def history(config):

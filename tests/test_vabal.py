@@ -11,9 +11,17 @@ from trainables.data import load_arrays
 from trainables.errors import ConfigError
 from trainables.models import MODELS
 from trainables.strategies import PRESETS, SAMPLERS
-from trainables.strategies.vabal import (VAE, VaBAL, VabalConfig, difficulty, kl_divergence,
-                                         pooled_stage_features, scores_to_weights, smoothed_precision,
-                                         smoothed_prior)
+from trainables.strategies.vabal import (
+    VAE,
+    VaBAL,
+    VabalConfig,
+    difficulty,
+    kl_divergence,
+    pooled_stage_features,
+    scores_to_weights,
+    smoothed_precision,
+    smoothed_prior,
+)
 from trainables.train import build_trial, run
 
 DIMS = [16, 32, 64]
@@ -138,7 +146,7 @@ def trial_with_weights(tiny_config, use_for):
     tiny_config |= {"strategy": f"vabal_{use_for}", "vabal": {"refresh_every": 1}}
     t = build_trial(parse_config(tiny_config), load_arrays(parse_config(tiny_config).data))
     n = len(t.train_labels_cpu)
-    t.sample_weights = torch.linspace(0.1, 10.0, n)  # far from uniform
+    next(h for h in t.hooks if h.name == "vabal").use(t, torch.linspace(0.1, 10.0, n))  # far from uniform
     return t
 
 
@@ -147,12 +155,12 @@ def test_use_for_loss_weights_the_loss_but_not_the_sampling(tiny_config):
     state = t.data_gen.get_state()
     uniform = SAMPLERS.get("uniform")(t.train_labels_cpu, 3, torch.Generator().set_state(state), None)
     assert torch.equal(t.epoch_order().cpu(), uniform)
-    assert torch.equal(t.loss_weights().cpu(), t.sample_weights)
+    assert t.sampler_weights is None and torch.equal(t.loss_weights, torch.linspace(0.1, 10.0, len(uniform)))
 
 
 def test_use_for_sampler_weights_the_sampling_but_not_the_loss(tiny_config):
     t = trial_with_weights(tiny_config, "sampler")
-    assert t.cfg.sampler == "vabal" and t.loss_weights() is None
+    assert t.cfg.sampler == "vabal" and t.loss_weights is None
     draws = torch.cat([t.epoch_order().cpu() for _ in range(30)])
     n = len(t.train_labels_cpu)
     heavy, light = (draws >= n // 2).sum(), (draws < n // 2).sum()
@@ -161,7 +169,7 @@ def test_use_for_sampler_weights_the_sampling_but_not_the_loss(tiny_config):
 
 def test_use_for_both_weights_both(tiny_config):
     t = trial_with_weights(tiny_config, "both")
-    assert t.cfg.sampler == "vabal" and t.loss_weights() is not None
+    assert t.cfg.sampler == "vabal" and t.loss_weights is not None and t.sampler_weights is not None
 
 
 def test_first_round_samples_like_control(tiny_config):

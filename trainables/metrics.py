@@ -15,6 +15,18 @@ from sklearn.metrics import average_precision_score, confusion_matrix, precision
 
 from .errors import ConfigError
 
+METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
+                "specificity", "pr_auc")
+
+
+def metric_name(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
+    """``v`` if it is a ``<split>/<metric>`` name the loop reports every epoch, else ``ValueError``."""
+    split, _, name = v.partition("/")
+    if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
+        raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
+                         f"recall_<class>, got {v!r}")
+    return v
+
 
 def resolve_class(class_names: list[str], name: str, field: str = "data.positive_class") -> int:
     """Index of ``name`` in ``class_names``: exact, else case/punctuation-insensitive prefix

@@ -16,19 +16,57 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 
-from .config import TrialConfig
-from .data import ImageArrays, split_by_patient
+from .data import DataConfig, ImageArrays, split_by_patient
 from .data.augment import AUGMENTS
 from .data.cache import default_cache_dir
 from .errors import TrainingDiverged
+from .hooks import TrialHook, register_hook
 from .models import build_model, normalisation
+from .registry import StrictModel
 
 WEIGHTS, CURVE = "weights.pt", "curve.json"
+
+
+class SSLConfig(StrictModel):
+    """The in-domain SimCLR pre-stage of ``init: ssl`` (run once per distinct setting, cached)."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    temperature: float = Field(0.2, gt=0)
+    dim: int = Field(64, ge=2)       # projection size: the backbone's head during pretraining
+    augment: str = "standard"        # how the two views of an image are drawn
+    seed: int = 0                    # shared by every trial: one pre-stage, whatever the trial seed
+
+    _augment = field_validator("augment")(lambda v: AUGMENTS.check(v))
+
+
+class PretrainSetting(Protocol):
+    """The parts of a trial config (``TrialConfig``) that the pre-stage reads."""
+
+    ssl: SSLConfig
+    data: DataConfig
+    model: str
+
+
+@register_hook("ssl")
+class SSLHook(TrialHook):
+    """``init: ssl``: before the network is built, run (or find in the cache) the pre-stage and hand
+    its weights file to the ``ssl`` init."""
+
+    @classmethod
+    def active(cls, cfg: Any) -> bool:
+        return cfg.init == "ssl"
+
+    def initial_weights(self, arrays: ImageArrays, device: torch.device) -> Path:
+        return pretrain(self.cfg, arrays, device)[0]
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -40,7 +78,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, partner)
 
 
-def ssl_key(cfg: TrialConfig, arrays: ImageArrays) -> str:
+def ssl_key(cfg: PretrainSetting, arrays: ImageArrays) -> str:
     """Identity of a pre-stage: the data (cache key), the split, the input, backbone and settings."""
     data = arrays.manifest.get("key") or hashlib.sha256(arrays.images.tobytes()).hexdigest()
     blob = {"data": data, "split": [cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed],
@@ -49,11 +87,11 @@ def ssl_key(cfg: TrialConfig, arrays: ImageArrays) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def ssl_folder(cfg: TrialConfig, arrays: ImageArrays) -> Path:
+def ssl_folder(cfg: PretrainSetting, arrays: ImageArrays) -> Path:
     return (cfg.data.cache_dir or default_cache_dir()) / "ssl" / f"{cfg.model}-{ssl_key(cfg, arrays)}"
 
 
-def pretrain(cfg: TrialConfig, arrays: ImageArrays, device: torch.device) -> tuple[Path, list[float]]:
+def pretrain(cfg: PretrainSetting, arrays: ImageArrays, device: torch.device) -> tuple[Path, list[float]]:
     """The pre-stage's weights file and loss per epoch: from the cache, or trained now (one process
     at a time per entry: the others wait on a file lock and then read the entry)."""
     folder = ssl_folder(cfg, arrays)
@@ -75,7 +113,7 @@ def _store(folder: Path, state: dict, curve: list[float]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def simclr(cfg: TrialConfig, arrays: ImageArrays, device: torch.device) -> tuple[dict, list[float]]:
+def simclr(cfg: PretrainSetting, arrays: ImageArrays, device: torch.device) -> tuple[dict, list[float]]:
     """Train ``cfg.model`` with SimCLR on the training split; returns its state dict and the mean
     loss of every epoch."""
     s = cfg.ssl

@@ -22,27 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import self_supervised
 from .config import TrialConfig, parse_config
 from .data import ImageArrays, load_arrays, split_by_patient
 from .data.augment import AUGMENTS, centre_crop
-from .errors import ConfigError, TrainingDiverged
+from .errors import TrainingDiverged
+from .hooks import TrialHook, active_hooks
 from .metrics import classification_metrics, resolve_class
 from .models import build_model, normalisation
-from .models.cascade import Cascade
+from .seeds import stream_seed
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
-from .strategies.vabal import VaBAL, feature_dims, pooled_stage_features
 
 Report = Callable[[dict, str | None], None]
 CHECKPOINT_FILE = "trial.pt"
-STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4, "tta": 5}
-
-
-def stream_seed(seed: int, stream: str) -> int:
-    """A 63-bit seed for one named random stream of a trial seed."""
-    return int(np.random.SeedSequence([seed, STREAMS[stream]]).generate_state(2, np.uint64)[0] >> 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,8 +60,8 @@ class SplitTensors:
 
 
 @dataclass
-class Trial:
-    """Everything the epoch functions share; built once per ``run``."""
+class TrialState:
+    """Everything the epoch functions and the strategy hooks share; built once per ``run``."""
 
     cfg: TrialConfig
     device: torch.device
@@ -84,8 +77,9 @@ class Trial:
     data_gen: torch.Generator
     aug_gen: torch.Generator
     train_labels_cpu: torch.Tensor
-    sample_weights: torch.Tensor | None = None  # per-sample weights (CPU) of a dynamic strategy
-    vabal: VaBAL | None = None
+    hooks: list[TrialHook] = field(default_factory=list)
+    sampler_weights: torch.Tensor | None = None  # per-sample weights (CPU) a hook gives the sampler
+    loss_weights: torch.Tensor | None = None  # per-sample weights (CPU) a hook gives the loss
     epoch: int = 0
     best: dict = field(default_factory=dict)  # monitor value, epoch, val metrics, model state
 
@@ -100,23 +94,16 @@ class Trial:
     def epoch_order(self) -> torch.Tensor:
         """This epoch's training indices from the configured sampler (which may read the weights)."""
         return SAMPLERS.get(self.cfg.sampler)(self.train_labels_cpu, len(self.class_names),
-                                              self.data_gen, self.sample_weights).to(self.device)
-
-    def loss_weights(self) -> torch.Tensor | None:
-        """The per-sample weights on the device when the strategy weights the loss (VaB-AL)."""
-        if self.sample_weights is None or not (self.cfg.vabal and self.cfg.vabal.in_loss):
-            return None
-        return self.sample_weights.to(self.device)
+                                              self.data_gen, self.sampler_weights).to(self.device)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
 
-def build_network(cfg: TrialConfig, class_names: list[str], channels: int,
-                  init_path: Path | None) -> nn.Module:
-    """The trial's model with its initial weights (from ``init_path``) and frozen parts; with
-    ``cascade``, two models of ``cfg.model`` (normal vs infected, then among the infected classes)
-    combined."""
+def build_network(cfg: TrialConfig, class_names: list[str], channels: int, init_path: Path | None,
+                  hooks: list[TrialHook]) -> nn.Module:
+    """The trial's model with its initial weights (from ``init_path``) and frozen parts, or the
+    network a hook makes of such models (the cascade's two)."""
 
     def one(num_classes: int) -> nn.Module:
         model = build_model(cfg.model, num_classes, channels)
@@ -124,16 +111,15 @@ def build_network(cfg: TrialConfig, class_names: list[str], channels: int,
         FREEZES.get(cfg.freeze)(model)
         return model
 
-    if not cfg.cascade:
-        return one(len(class_names))
-    if len(class_names) < 3:
-        raise ConfigError(f"cascade: needs 3 or more classes, the data have {class_names}")
-    normal = resolve_class(class_names, cfg.data.normal_class, "data.normal_class")
-    return Cascade(one(2), one(len(class_names) - 1), normal, len(class_names))
+    for hook in hooks:
+        if (network := hook.network(class_names, one)) is not None:
+            return network
+    return one(len(class_names))
 
 
-def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
+def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
     """Split the data, move it to the device once, and build model, optimiser and strategy parts."""
+    hooks = active_hooks(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -144,8 +130,10 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     channels = arrays.images.shape[1]
 
     torch.manual_seed(stream_seed(cfg.seed, "init"))
-    init_path = self_supervised.pretrain(cfg, arrays, device)[0] if cfg.init == "ssl" else cfg.init_path
-    model = build_network(cfg, arrays.class_names, channels, init_path).to(device)
+    init_path = cfg.init_path
+    for hook in hooks:
+        init_path = hook.initial_weights(arrays, device) or init_path
+    model = build_network(cfg, arrays.class_names, channels, init_path, hooks).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))
@@ -157,7 +145,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
     steps_per_epoch = full + (rest >= 2)  # a last batch of one is skipped (BatchNorm)
     optimizer = OPTIMIZERS.get(cfg.optimizer)(
         [p for p in model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, cfg.momentum)
-    t = Trial(
+    t = TrialState(
         cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
         model=model, mean=mean, std=std, optimizer=optimizer,
         policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch, cfg.lr_options),
@@ -166,20 +154,20 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> Trial:
         data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
         aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
         train_labels_cpu=train_labels,
+        hooks=hooks,
     )
-    if cfg.vabal is not None:
-        dims = feature_dims(model, t.eval_inputs(splits["train"].images[:2]))
-        t.vabal = VaBAL(cfg.vabal, dims, arrays.num_classes, device, stream_seed(cfg.seed, "vabal"))
+    for hook in hooks:
+        hook.setup(t)
     return t
 
 
-def train_one_epoch(t: Trial) -> dict[str, float]:
+def train_one_epoch(t: TrialState) -> dict[str, float]:
     """One pass over the sampler's order: batched device-side augmentation, one step per batch."""
     cfg, train = t.cfg, t.splits["train"]
     augment = AUGMENTS.get(cfg.augment)
     train_mode(t.model)
     order = t.epoch_order()
-    weights = t.loss_weights()  # moved to the device once per epoch
+    weights = None if t.loss_weights is None else t.loss_weights.to(t.device)  # once per epoch
     loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
     correct = torch.zeros((), device=t.device, dtype=torch.int64)
     seen = 0
@@ -211,7 +199,7 @@ def train_one_epoch(t: Trial) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(t: Trial, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
+def evaluate(t: TrialState, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
     """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics. With
     ``tta`` > 0 the prediction is the mean softmax over the centre crop and ``tta`` views augmented by
     ``tta_augment`` (the same seeded views at every call), named ``<split>_tta/*``."""
@@ -235,31 +223,19 @@ def evaluate(t: Trial, split: str, model: nn.Module | None = None, tta: int = 0)
     return {f"{split}_tta/{k}" if tta else f"{split}/{k}": v for k, v in metrics.items()}
 
 
-def refresh_vabal(t: Trial) -> dict[str, float]:
-    """End of a VaB-AL round: pooled stage features of the current classifier (train and val,
-    un-augmented, stored order), a VAE round, and new per-sample weights."""
-    start = time.perf_counter()
-    with t.autocast():
-        feats = {s: pooled_stage_features(t.model, t.splits[s].images, t.eval_inputs,
-                                          4 * t.cfg.batch_size) for s in ("train", "val")}
-    t.sample_weights, metrics = t.vabal.refresh(feats["train"], t.splits["train"].labels,
-                                                feats["val"], t.splits["val"].labels)
-    return metrics | {"vabal/refresh_s": time.perf_counter() - start}
-
-
-def _improved(t: Trial, value: float) -> bool:
+def _improved(t: TrialState, value: float) -> bool:
     if not t.best:
         return True
     return value > t.best["value"] if t.cfg.monitor_mode == "max" else value < t.best["value"]
 
 
-def _best_model(t: Trial) -> nn.Module:
+def _best_model(t: TrialState) -> nn.Module:
     model = copy.deepcopy(t.model)
     model.load_state_dict(t.best["state"])
     return model
 
 
-def save_checkpoint(t: Trial, folder: Path) -> None:
+def save_checkpoint(t: TrialState, folder: Path) -> None:
     torch.save({
         "epoch": t.epoch,
         "model": t.model.state_dict(),
@@ -269,13 +245,12 @@ def save_checkpoint(t: Trial, folder: Path) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if t.device.type == "cuda" else [],
         "data_gen": t.data_gen.get_state(),
         "aug_gen": t.aug_gen.get_state(),
-        "sample_weights": t.sample_weights,
-        "vabal": t.vabal.state_dict() if t.vabal else None,
+        "hooks": {h.name: h.state_dict() for h in t.hooks},
         "best": t.best,
     }, folder / CHECKPOINT_FILE)
 
 
-def load_checkpoint(t: Trial, folder: str | Path) -> None:
+def load_checkpoint(t: TrialState, folder: str | Path) -> None:
     state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=t.device, weights_only=True)
     t.model.load_state_dict(state["model"])
     t.optimizer.load_state_dict(state["optimizer"])
@@ -285,10 +260,8 @@ def load_checkpoint(t: Trial, folder: str | Path) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     t.data_gen.set_state(state["data_gen"].cpu())
     t.aug_gen.set_state(state["aug_gen"].cpu())
-    weights = state["sample_weights"]
-    t.sample_weights = None if weights is None else weights.cpu()  # the samplers draw on the CPU
-    if t.vabal:
-        t.vabal.load_state_dict(state["vabal"])
+    for hook in t.hooks:
+        hook.load_state_dict(t, state["hooks"][hook.name])
     t.best = state["best"]
     t.epoch = state["epoch"]
 
@@ -309,13 +282,15 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         load_checkpoint(t, checkpoint_dir)
     metrics: dict = {}
     while t.epoch < cfg.epochs:
+        for hook in t.hooks:
+            hook.epoch_start(t)
         metrics = train_one_epoch(t)
         val = evaluate(t, "val")
         t.policy.after_epoch(val)
         t.epoch += 1
         metrics |= val
-        if t.vabal and t.vabal.due(t.epoch, cfg.epochs):
-            metrics |= refresh_vabal(t)
+        for hook in t.hooks:
+            metrics |= hook.epoch_end(t)
         if cfg.tta:
             metrics |= evaluate(t, "val", tta=cfg.tta)
         if _improved(t, val[cfg.monitor]):

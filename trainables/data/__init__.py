@@ -1,23 +1,18 @@
 """Data: sources by name, decoded once and cached, split by patient, augmented on the device."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import DataError
-from . import cache
+from . import cache, sources
 from .arrays import SPLITS, ImageArrays
-from .sources import SOURCES
+from .config import SOURCES, DataConfig
 from .splits import split_by_patient
 
-if TYPE_CHECKING:
-    from ..config import DataConfig
-
-__all__ = ["SOURCES", "SPLITS", "ImageArrays", "load_arrays", "split_by_patient"]
+__all__ = ["SOURCES", "SPLITS", "DataConfig", "ImageArrays", "load_arrays", "split_by_patient"]
 
 
 def load_arrays(cfg: DataConfig) -> ImageArrays:
     """The source's images at ``cfg.load_size``: from the cache, or decoded once and cached."""
-    source = SOURCES.get(cfg.source)(cfg)
+    source: sources.Source = SOURCES.get(cfg.source)(cfg)
     table = source.scan()
     key = cache.cache_key(cfg.source, source.params(), table.stats())
     folder = (cfg.cache_dir or cache.default_cache_dir()) / f"{cfg.source}-{key[:20]}"

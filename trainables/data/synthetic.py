@@ -78,7 +78,7 @@ def render(rng: np.random.Generator, p: dict, size: int, difficulty: float) -> n
         ex = ((xx - cx) / p["lung_w"]) ** 2 + ((yy - 0.02) / p["lung_h"]) ** 2
         lung = 1.0 / (1.0 + np.exp((ex - 1.0) * 12))
         lungs = lungs + lung
-        mine = [l for l in p["lesions"] if l[0] == side]
+        mine = [spot for spot in p["lesions"] if spot[0] == side]
         if mine:
             arr = np.array(mine)
             # lesion x is a fraction from the mediastinum (0) to the lateral edge (1)

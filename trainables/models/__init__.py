@@ -1,64 +1,14 @@
-"""Models by name. Each entry builds a network for ``num_classes`` and ``in_channels`` and says
-which normalisation statistics it expects."""
-from __future__ import annotations
+"""Models by name (``MODELS``); importing this package registers every model module."""
+from . import cifar_resnet, simple_cnn, torchvision_models  # noqa: F401  (register the models)
+from .registry import (
+           MODELS,
+           ModelEntry,
+           build_model,
+           normalisation,
+           register_model,
+           stage_outputs,
+           staged_models,
+)
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import torch
-from torch import nn
-
-from ..registry import Registry
-
-# Per-channel statistics (thesis: CIFAR for the 32 px ResNet18, ImageNet for 224 px models).
-NORMS = {
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    build: Callable[[int, int], nn.Module]
-    norm: str
-    has_stages: bool = False  # can list its stage outputs (``stage_outputs``), which VaB-AL reads
-
-
-MODELS: Registry[ModelEntry] = Registry("model")
-
-
-def register_model(name: str, norm: str, has_stages: bool = False):
-    """Decorator: register ``fn(num_classes, in_channels) -> nn.Module`` under ``name``."""
-
-    def add(fn: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
-        MODELS.register(name)(ModelEntry(fn, norm, has_stages))
-        return fn
-
-    return add
-
-
-def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
-    return MODELS.get(name).build(num_classes, in_channels)
-
-
-def normalisation(name: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std as [1, C, 1, 1] tensors; grey input uses the channel average."""
-    mean, std = (torch.tensor(v) for v in NORMS[MODELS.get(name).norm])
-    if channels == 1:
-        mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
-    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-
-
-def stage_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The outputs of the model's stages (residual blocks groups), for models that list them."""
-    if not hasattr(model, "stages"):
-        raise ValueError(f"{type(model).__name__} cannot list its stage outputs")
-    x = model.stem(x)
-    outs = []
-    for stage in model.stages():
-        x = stage(x)
-        outs.append(x)
-    return outs
-
-
-from . import cifar_resnet, simple_cnn, torchvision_models  # noqa: E402,F401  (registers models)
+__all__ = ["MODELS", "ModelEntry", "build_model", "normalisation", "register_model", "stage_outputs",
+           "staged_models"]

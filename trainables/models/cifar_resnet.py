@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_model
+from .registry import register_model
 
 
 class BasicBlock(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register_model
+from .registry import register_model
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

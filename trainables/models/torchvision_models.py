@@ -11,7 +11,7 @@ from functools import cache
 
 from torch import nn
 
-from . import register_model
+from .registry import register_model
 
 
 def _with_in_channels(model: nn.Module, in_channels: int) -> nn.Module:

@@ -9,10 +9,18 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..models import MODELS, staged_models
 from ..registry import Registry
 from .initial_weights import head_name
 
 FREEZES: Registry[Callable[[nn.Module], None]] = Registry("freeze")
+
+
+def check_freeze(freeze: str, model: str) -> None:
+    """Cross-field rule of the freeze dimension: ``last_block`` needs a model made of stages."""
+    if freeze == "last_block" and not MODELS.get(model).has_stages:
+        raise ValueError(f"freeze: 'last_block' needs a model made of stages ({', '.join(staged_models())}), "
+                         f"not {model!r}")
 
 
 def _only(model: nn.Module, trainable: list[nn.Module]) -> None:

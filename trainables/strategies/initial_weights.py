@@ -18,6 +18,16 @@ from ..registry import Registry
 
 INITS: Registry[Callable[[nn.Module, str, Path | None], None]] = Registry("init")
 MOCO_PREFIX = "module.encoder_q."
+NEEDS_PATH, NO_PATH = {"moco"}, {"scratch", "ssl"}  # imagenet: init_path or torchvision's cache
+
+
+def check_init_path(init: str, init_path: Path | None) -> None:
+    """Cross-field rule of the init dimension: MoCo needs its checkpoint file, scratch and ssl read
+    none (``ValueError`` naming ``init_path``)."""
+    if init in NEEDS_PATH and init_path is None:
+        raise ValueError(f"init_path: init {init!r} needs the MoCo checkpoint file")
+    if init in NO_PATH and init_path is not None:
+        raise ValueError(f"init_path: init {init!r} reads no file")
 
 
 def head_name(model: nn.Module) -> str:

@@ -1,6 +1,6 @@
 """Losses: ``factory(class_counts, options) -> loss_fn(logits, targets, sample_weight=None)``.
 
-``options`` is the trial's :class:`~trainables.config.LossOptions` (``gamma``, ``beta``, ``tau``);
+``options`` is the trial's :class:`LossOptions` (``gamma``, ``beta``, ``tau``);
 each loss reads the knobs it needs. ``sample_weight`` is the per-sample weights hook (one weight
 per sample in the batch, e.g. from VaB-AL). Weighted losses are normalised like PyTorch's weighted
 cross entropy: ``sum(w_i * l_i) / sum(w_i)``, with ``w_i`` = class weight x sample weight.
@@ -8,18 +8,24 @@ cross entropy: ``sum(w_i * l_i) / sum(w_i)``, with ``w_i`` = class weight x samp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from ..registry import Registry
+from ..registry import Registry, StrictModel
 
-if TYPE_CHECKING:
-    from ..config import LossOptions
+
+class LossOptions(StrictModel):
+    """Knobs of the parameterised losses (``loss_options`` in a trial config; each loss reads its own)."""
+
+    gamma: float = Field(2.0, ge=0)         # focal
+    beta: float = Field(0.999, ge=0, lt=1)  # class_balanced (effective number of samples)
+    tau: float = Field(1.0, ge=0)           # logit_adjusted
+
 
 LossFn = Callable[..., torch.Tensor]
-LOSSES: Registry[Callable[[torch.Tensor, "LossOptions"], LossFn]] = Registry("loss")
+LOSSES: Registry[Callable[[torch.Tensor, LossOptions], LossFn]] = Registry("loss")
 
 
 def weighted_mean(losses: torch.Tensor, targets: torch.Tensor,

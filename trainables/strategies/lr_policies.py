@@ -2,20 +2,37 @@
 
 The loop calls ``after_batch()`` after every optimiser step and ``after_epoch(val_metrics)`` after
 every validation; the policy's state travels in the checkpoint. ``options`` is the trial's
-:class:`~trainables.config.LROptions`. The schedules are ``torch.optim.lr_scheduler`` classes.
+:class:`LROptions`. The schedules are ``torch.optim.lr_scheduler`` classes.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field, field_validator
 from torch.optim import lr_scheduler
 
-from ..registry import Registry
+from ..metrics import metric_name
+from ..registry import Registry, StrictModel
 
-if TYPE_CHECKING:
-    from ..config import LROptions
+
+class LROptions(StrictModel):
+    """Knobs of the LR policies (``lr_options`` in a trial config; each policy reads its own);
+    onecycle's max_lr is ``lr``."""
+
+    pct_start: float = Field(0.3, gt=0, lt=1)  # onecycle: share of the steps spent warming up
+    metric: str = "val/loss"                   # plateau: minimised if a loss, else maximised
+    factor: float = Field(0.1, gt=0, lt=1)     # plateau
+    patience: int = Field(2, ge=0)             # plateau: epochs without improvement
+    warmup_epochs: int = Field(0, ge=0)        # cosine: linear warm-up before the annealing
+
+    _val_metric = field_validator("metric")(lambda v: metric_name(v, ("val",)))  # what after_epoch sees
+
+
+def check_lr_policy(policy: str, options: LROptions, epochs: int) -> None:
+    """Cross-field rule of the policies: cosine's warm-up must end before the last epoch."""
+    if policy == "cosine" and options.warmup_epochs >= epochs:
+        raise ValueError(f"lr_options.warmup_epochs ({options.warmup_epochs}) must be < epochs ({epochs})")
 
 
 class LRPolicy:

@@ -13,24 +13,28 @@ it sits in the data set (the public codes scored augmented, shuffled batches).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
-from ..models import stage_outputs
+from ..hooks import LoopState, TrialHook, register_hook
+from ..models import MODELS, stage_outputs, staged_models
+from ..registry import StrictModel
+from ..seeds import stream_seed
 
 HIDDEN = 128
 SCORE_CHUNK_ELEMENTS = 1 << 24  # decoder outputs held at once while scoring (64 MB of float32)
 
 
-class VabalConfig(BaseModel):
+class VabalConfig(StrictModel):
     """The VaB-AL knobs; every one is searchable from a spec as ``vabal.<knob>``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     use_for: Literal["sampler", "loss", "both"]  # required: naming it is what turns VaB-AL on
     exponent: float = Field(1.0, gt=0)
@@ -376,3 +380,76 @@ def feature_dims(model: nn.Module, example: torch.Tensor) -> list[int]:
     """The channel count of each stage output, from one forward pass of ``example``."""
     return [f.shape[1] for f in pooled_stage_features(model, example, lambda x: x, len(example))]
 
+
+@register_hook("vabal")
+class VabalHook(TrialHook):
+    """VaB-AL in the loop: builds the VAE on the model's stage outputs (setup); after every
+    ``refresh_every`` epochs (not after the last) extracts the pooled stage features of train and
+    val (un-augmented, stored order), runs a VAE round and sets the new per-sample weights for the
+    sampler, the loss or both (epoch end); checkpoints the VAE, its optimiser and stream, and the
+    weights. Active when the trial config has a ``vabal`` section."""
+
+    @classmethod
+    def active(cls, cfg: Any) -> bool:
+        return cfg.vabal is not None
+
+    @classmethod
+    def validate(cls, cfg: Any) -> None:
+        """``sampler: vabal`` needs VaB-AL sampling; VaB-AL needs a single model that lists its
+        stage outputs and a refresh before the last epoch; ``use_for`` sampler/both sets the sampler."""
+        if cfg.vabal is None:
+            if cfg.sampler == "vabal":
+                raise ValueError("sampler: 'vabal' samples by VaB-AL weights; add a vabal: section "
+                                 "with use_for sampler or both")
+            return
+        if cfg.cascade:
+            raise ValueError("vabal: the cascade's two networks list no stage outputs; use VaB-AL "
+                             "with a single model")
+        if cfg.vabal.refresh_every >= cfg.epochs:
+            raise ValueError(f"vabal.refresh_every ({cfg.vabal.refresh_every}) must be < epochs "
+                             f"({cfg.epochs}): otherwise the weights are never refreshed")
+        if not MODELS.get(cfg.model).has_stages:
+            raise ValueError(f"vabal: model {cfg.model!r} cannot list its stage outputs, which "
+                             f"VaB-AL reads; use one of {', '.join(staged_models())}")
+        if cfg.vabal.in_sampler:
+            if cfg.sampler not in ("uniform", "vabal"):
+                raise ValueError(f"sampler: vabal.use_for={cfg.vabal.use_for} samples by the VaB-AL "
+                                 f"weights; leave sampler unset or 'vabal' (got {cfg.sampler!r})")
+            cfg.sampler = "vabal"
+        elif cfg.sampler == "vabal":
+            raise ValueError("sampler: 'vabal' needs vabal.use_for sampler or both (it is 'loss')")
+
+    def setup(self, state: LoopState) -> None:
+        dims = feature_dims(state.model, state.eval_inputs(state.splits["train"].images[:2]))
+        self.vabal = VaBAL(self.cfg.vabal, dims, len(state.class_names), state.device,
+                           stream_seed(self.cfg.seed, "vabal"))
+        self.weights: torch.Tensor | None = None
+
+    def epoch_end(self, state: LoopState) -> dict[str, float]:
+        return self.refresh(state) if self.vabal.due(state.epoch, self.cfg.epochs) else {}
+
+    def refresh(self, state: LoopState) -> dict[str, float]:
+        """End of a round: features of the current classifier, a VAE round, new weights; returns
+        the round's metrics (``vabal/*``)."""
+        start = time.perf_counter()
+        with state.autocast():
+            feats = {s: pooled_stage_features(state.model, state.splits[s].images, state.eval_inputs,
+                                              4 * self.cfg.batch_size) for s in ("train", "val")}
+        weights, metrics = self.vabal.refresh(feats["train"], state.splits["train"].labels,
+                                              feats["val"], state.splits["val"].labels)
+        self.use(state, weights)
+        return metrics | {"vabal/refresh_s": time.perf_counter() - start}
+
+    def use(self, state: LoopState, weights: torch.Tensor | None) -> None:
+        """Give ``weights`` (CPU, one per training sample, or None) to the sampler, the loss or both."""
+        self.weights = weights
+        state.sampler_weights = weights if self.cfg.vabal.in_sampler else None
+        state.loss_weights = weights if self.cfg.vabal.in_loss else None
+
+    def state_dict(self) -> dict:
+        return {**self.vabal.state_dict(), "weights": self.weights}
+
+    def load_state_dict(self, state: LoopState, saved: dict) -> None:
+        self.vabal.load_state_dict(saved)
+        weights = saved["weights"]
+        self.use(state, None if weights is None else weights.cpu())  # the samplers draw on the CPU

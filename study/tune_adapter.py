@@ -1,6 +1,11 @@
 """The Ray Tune function trainable, a thin adapter over :func:`trainables.train.run`, and the views
 that map each phase's Tune config to ``(strategy, trial config)``. Trial actors unpickle these, so
-this module imports nothing heavier than the trial code itself."""
+this module imports nothing heavier than the trial code itself.
+
+A trial config is validated once, on the driver, where a view forms it (``validated``): what
+travels to the trial, to MLflow's params and to the search summary is the validated config's dump
+(preset applied, defaults filled).
+"""
 from __future__ import annotations
 
 import copy
@@ -8,7 +13,9 @@ import copy
 import ray
 from ray import tune
 
+from trainables.config import parse_config
 from trainables.data import ImageArrays
+from trainables.errors import ConfigError
 from trainables.train import run
 
 
@@ -31,8 +38,26 @@ def tune_trainable(config: dict, data: ImageArrays | None = None, view=None) -> 
             run(config, report, checkpoint_dir=folder, data=data)
 
 
+def validated(config: dict) -> dict:
+    """The validated trial config's dump (JSON types). A config that does not validate is returned
+    as it is: its trial then fails with the message, and the study goes on."""
+    try:
+        return parse_config(config).model_dump(mode="json")
+    except ConfigError:
+        return config
+
+
 class SearchView:
-    """Maps a search trial's Tune config to its strategy and the trial config it trains."""
+    """The search's Tune config ``{"strategy": name, "trial": trial config}``: the only code that
+    writes (``wrap``) or reads (``__call__``, ``strategy``) it."""
+
+    @staticmethod
+    def wrap(strategy: str, trial: dict) -> dict:
+        return {"strategy": strategy, "trial": validated(trial)}
+
+    @staticmethod
+    def strategy(config: dict) -> str:
+        return config["strategy"]
 
     def __call__(self, config: dict) -> tuple[str, dict]:
         return config["strategy"], config["trial"]
@@ -49,10 +74,17 @@ def repeat_config(best: dict, seed: int, vary_split: bool) -> dict:
 
 
 class RepeatView:
-    """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config."""
+    """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config: the
+    strategy's best searched config (validated once here) with the repeat's seed."""
 
     def __init__(self, configs: dict[str, dict], vary_split: bool) -> None:
-        self.configs, self.vary_split = configs, vary_split
+        self.configs = {s: validated(c) for s, c in configs.items()}
+        self.vary_split = vary_split
+
+    @staticmethod
+    def param_space(pairs: list[tuple[str, int]]) -> dict:
+        """The Tune grid over (strategy, seed) pairs, one trial each."""
+        return {"run": tune.grid_search([{"strategy": s, "seed": k} for s, k in pairs])}
 
     def __call__(self, config: dict) -> tuple[str, dict]:
         run = config["run"]

@@ -1,0 +1,58 @@
+"""Where a study's files live: its local folder of summaries and reports, each phase's Tune
+experiments (local or on shared storage), and the Optuna database of its searches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .spec import StudySpec
+
+SEARCH_EXPERIMENT = "trials"  # the search's Tune experiment, under tune_storage(spec, "search")
+
+
+def study_dir(spec: StudySpec) -> Path:
+    """Local folder of the study's summaries: under ``storage_path``, or under ``./results`` when
+    ``storage_path`` is a URI (``s3://...``), where Tune keeps results and checkpoints."""
+    if "://" in spec.storage_path:
+        return Path("results").resolve() / spec.name
+    return Path(spec.storage_path).expanduser().resolve() / spec.name
+
+
+def tune_storage(spec: StudySpec, phase: str = "search") -> str:
+    """Where a phase's Tune experiments live (a local path or a URI)."""
+    if "://" in spec.storage_path:
+        return f"{spec.storage_path.rstrip('/')}/{spec.name}/{phase}"
+    return str(study_dir(spec) / phase)
+
+
+def search_experiment(spec: StudySpec) -> str:
+    """The search's Tune experiment (a local path or a URI)."""
+    return f"{tune_storage(spec)}/{SEARCH_EXPERIMENT}"
+
+
+def search_summary_file(spec: StudySpec) -> Path:
+    return study_dir(spec) / "search_summary.json"
+
+
+def repeat_plan_file(spec: StudySpec) -> Path:
+    """The repeat phase's plan: which Tune grid holds which (strategy, seed) pairs, and whether it ended."""
+    return study_dir(spec) / "repeat_plan.json"
+
+
+def report_dir(spec: StudySpec) -> Path:
+    return study_dir(spec) / "report"
+
+
+def optuna_storage_uri(spec: StudySpec) -> str:
+    """Optuna's study database beside MLflow's SQLite file (both use alembic, so not inside it),
+    or in the study folder when MLflow is a server; ``optuna-dashboard <uri>`` opens it."""
+    if spec.tracking.uri.startswith("sqlite:///"):
+        db = Path(spec.tracking.uri.removeprefix("sqlite:///")).resolve()
+        return f"sqlite:///{db.with_name(db.stem + '-optuna.db')}"
+    folder = study_dir(spec)
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the file's folder
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def optuna_study_name(spec: StudySpec, strategy: str) -> str:
+    """The Optuna study of one strategy's search."""
+    return f"{spec.name}.{strategy}.search"
