@@ -101,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     summary = run_search(spec, resume=args.resume, fresh=args.fresh)
     print_summary(summary, spec)
     print(f"search summary: {search_summary_file(spec)}")
+    empty = [s for s, part in summary["strategies"].items() if part["best"] is None]
+    if empty:
+        raise StudyError(f"the search of {', '.join(empty)} has no successful trial (see the failures above): "
+                         "no result to repeat or compare")
     if not args.search_only:
         print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
         run_repeats(spec, resume=args.resume or args.fresh)

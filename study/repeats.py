@@ -14,6 +14,7 @@ from ray import tune
 from trainables.data import ImageArrays, load_arrays
 
 from .layout import repeat_plan_file, tune_storage
+from .preflight import check_data
 from .progress import Progress
 from .results import REPEAT, best_configs, repeat_runs
 from .runtime import PhaseRunner
@@ -33,6 +34,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
     interrupted_message = (f"the repeats of study {spec.name!r} were interrupted; their state is saved: "
                            "continue with --resume")
     arrays = arrays if arrays is not None else load_arrays(spec.data)
+    check_data(spec, arrays)
     with PhaseRunner(spec, arrays, view) as runner:
         parents = {s: tracker.parent_run(s, REPEAT) for s in spec.strategies}
         interrupted_grid = f"{storage}/{plan.get('name')}"

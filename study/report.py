@@ -25,12 +25,18 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     if spec.compare.baseline not in strategies:
         raise StudyError(f"compare.baseline: no finished repeats of {spec.compare.baseline!r} in MLflow")
+    absent = [s for s in spec.strategies if s not in strategies]
     out = {}
     for metric in spec.repeats.metrics:
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
-        out[metric] = compare(wide, metric, spec.compare.baseline,
-                              higher_is_better=not metric.endswith("loss"), alpha=spec.compare.alpha,
-                              all_pairs=spec.compare.all_pairs)
+        try:
+            out[metric] = compare(wide, metric, spec.compare.baseline,
+                                  higher_is_better=not metric.endswith("loss"), alpha=spec.compare.alpha,
+                                  all_pairs=spec.compare.all_pairs)
+        except ValueError as exc:
+            raise StudyError(f"repeats.metrics: {exc}: the repeat runs in MLflow do not record it") from None
+        if absent:
+            out[metric].warnings.insert(0, f"left out, without a finished repeat run: {', '.join(absent)}")
     return out
 
 

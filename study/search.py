@@ -24,6 +24,7 @@ from .layout import (
     tune_storage,
 )
 from .pareto import pareto_indices
+from .preflight import check_data
 from .progress import Progress
 from .runtime import PhaseRunner, trial_slots
 from .spec import StudySpec
@@ -122,6 +123,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
         raise StudyError(f"{tune_storage(spec)} already holds a search of study {spec.name!r}: pass "
                          "--resume to continue it or --fresh to start over")
     arrays = arrays if arrays is not None else load_arrays(spec.data)
+    check_data(spec, arrays)
     with PhaseRunner(spec, arrays, VIEW, prepare=lambda: _prepare_tracking(spec, arrays, fresh)) as runner:
         tracker, parents = runner.prepared
         run_ssl_stages(spec, arrays, tracker)

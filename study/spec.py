@@ -88,7 +88,7 @@ class SearchConfig(StrictModel):
     samples_per_strategy: int = Field(8, ge=1)
     metric: str = "val/balanced_accuracy"
     objectives: list[str] = []
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] = Field("max", validate_default=True)
     sampler: Literal["tpe", "nsga2"] = "tpe"
     startup_trials: int | None = Field(None, ge=1)
     seed: int = 0
@@ -124,9 +124,22 @@ class SearchConfig(StrictModel):
             metric_name(m, ("val", "val_tta"))
         return v
 
+    _metric = field_validator("metric")(lambda v: metric_name(v, ("val", "val_tta")))
+
+    @field_validator("mode")
+    @classmethod
+    def _metric_direction(cls, v: str, info) -> str:
+        """The metric goes the way of ``mode``: loss is the only metric to minimise."""
+        metric = info.data.get("metric")
+        if metric and not info.data.get("objectives") and metric.endswith("/loss") == (v == "max"):
+            want = "min" if v == "max" else "max"
+            raise ValueError(f"{metric} is {'minimised' if want == 'min' else 'maximised'}: with mode {v} "
+                             f"the search would look for the worst config; set search.mode: {want}")
+        return v
+
     @model_validator(mode="after")
     def _one_direction(self) -> SearchConfig:
-        """Every objective goes the way of ``mode``: loss is the only metric to minimise."""
+        """Every objective goes the way of ``mode``."""
         wrong = [m for m in self.objectives if (m.endswith("/loss")) == (self.mode == "max")]
         if wrong:
             verb = "maximised" if self.mode == "max" else "minimised"
@@ -175,11 +188,14 @@ class RepeatsConfig(StrictModel):
     @field_validator("metrics")
     @classmethod
     def _test_metrics(cls, v: list[str]) -> list[str]:
+        """Test-split metrics the trials report (recall_<class> is checked against the data's
+        classes once they are loaded)."""
         for m in v:
             split, _, name = m.partition("/")
             if split not in ("test", "test_tta") or not name:
                 raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric> "
                                  "(or test_tta/<metric> with tta)")
+            metric_name(m, ("test", "test_tta"))
         return v
 
 

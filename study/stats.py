@@ -3,6 +3,14 @@
 Input: per metric a seeds x strategies table (rows paired by seed). Tests come from scipy and
 statsmodels; this module only arranges them, computes effect sizes from their ranks and warns when
 the number of seeds cannot reach the requested significance at all.
+
+Values are compared on a grid of ``TOLERANCE`` x the table's largest absolute value (1e-9 of the
+metric's scale; :func:`grid_step`): metrics that are ratios of small counts give differences that
+are zero in exact arithmetic but a few ulps apart as floats (``(0 + 4/40 + 6/30) / 3`` against
+``(0 + 0 + 9/30) / 3``), so every paired difference is rounded to the grid before anything uses
+it. A difference within the grid is a zero (a tie) everywhere: the Wilcoxon test, the wins and
+losses, the verdict, P(A > B); equal differences tie in rank; values equal on the grid tie in
+Friedman's ranks.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 N_BOOT = 9999
+TOLERANCE = 1e-9  # of the metric's scale: paired differences closer to zero than this are ties
 
 
 @dataclass
@@ -93,14 +102,34 @@ def describe(table: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT) -> pd.Dat
     return pd.DataFrame(rows).set_index("strategy")
 
 
-def wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str, int, bool]:
-    """Two-sided Wilcoxon signed-rank of a - b: (statistic, p, method, zeros, ties).
+def grid_step(*values: np.ndarray) -> float:
+    """The grid on which values are compared: ``TOLERANCE`` x their largest absolute value (x 1
+    when all are zero or none is finite)."""
+    finite = np.concatenate([np.asarray(v, float).ravel() for v in values])
+    finite = np.abs(finite[np.isfinite(finite)])
+    return TOLERANCE * (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+
+
+def on_grid(values: np.ndarray, step: float) -> np.ndarray:
+    """``values`` rounded to multiples of ``step`` (equal multiples are equal floats)."""
+    return np.rint(np.asarray(values, float) / step) * step
+
+
+def paired_differences(a: np.ndarray, b: np.ndarray, step: float | None = None) -> np.ndarray:
+    """``a - b`` rounded to the comparison grid (``step``, default :func:`grid_step` of a and b):
+    a difference within it is exactly 0, and equal differences are equal floats."""
+    return on_grid(np.asarray(a, float) - np.asarray(b, float), step or grid_step(a, b))
+
+
+def wilcoxon(a: np.ndarray, b: np.ndarray, step: float | None = None) -> tuple[float, float, str, int, bool]:
+    """Two-sided Wilcoxon signed-rank of the paired differences a - b on the comparison grid
+    (:func:`paired_differences`): (statistic, p, method, zeros, ties).
 
     Exact when there are no zero differences or ties (scipy's exact distribution); otherwise the
     permutation distribution (exact enumeration up to 2^13 sign flips, 9999 resamples beyond).
     Zero differences are dropped (``zero_method='wilcox'``).
     """
-    d = a - b
+    d = paired_differences(a, b, step)
     zeros = int(np.sum(d == 0))
     nonzero = np.abs(d[d != 0])
     ties = len(np.unique(nonzero)) < len(nonzero)
@@ -108,16 +137,17 @@ def wilcoxon(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str, int, bool
         return math.nan, 1.0, "no non-zero differences", zeros, ties
     if zeros or ties:
         method = stats.PermutationMethod(n_resamples=N_BOOT, rng=0)
-        res = stats.wilcoxon(a, b, zero_method="wilcox", method=method)
+        res = stats.wilcoxon(d, zero_method="wilcox", method=method)
         return float(res.statistic), float(res.pvalue), "permutation", zeros, ties
-    res = stats.wilcoxon(a, b, zero_method="wilcox", method="exact" if len(d) <= 50 else "auto")
+    res = stats.wilcoxon(d, zero_method="wilcox", method="exact" if len(d) <= 50 else "auto")
     return float(res.statistic), float(res.pvalue), "exact" if len(d) <= 50 else "asymptotic", zeros, ties
 
 
-def rank_biserial(a: np.ndarray, b: np.ndarray) -> float:
-    """Matched-pairs rank-biserial correlation: (R+ - R-) / (R+ + R-) over non-zero differences,
-    ranks from scipy.stats.rankdata; +1 = a better on every seed (for higher-is-better)."""
-    d = a - b
+def rank_biserial(a: np.ndarray, b: np.ndarray, step: float | None = None) -> float:
+    """Matched-pairs rank-biserial correlation: (R+ - R-) / (R+ + R-) over the non-zero paired
+    differences on the comparison grid, ranks from scipy.stats.rankdata; +1 = a better on every
+    seed (for higher-is-better)."""
+    d = paired_differences(a, b, step)
     d = d[d != 0]
     if len(d) == 0:
         return 0.0
@@ -126,8 +156,9 @@ def rank_biserial(a: np.ndarray, b: np.ndarray) -> float:
     return float((plus - minus) / (plus + minus))
 
 
-def _p_better(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a > b, axis=axis) + 0.5 * np.mean(a == b, axis=axis)
+def _p_better(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(A > B) from signed differences (positive = A better): wins + half the ties."""
+    return np.mean(d > 0, axis=axis) + 0.5 * np.mean(d == 0, axis=axis)
 
 
 def min_p_exact(n: int) -> float:
@@ -155,8 +186,20 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
             alpha: float = 0.05, all_pairs: bool = False, seed: int = 0,
             n_boot: int = N_BOOT) -> MetricReport:
     """All statistics of one metric: per strategy, each vs the baseline (or every pair), Holm over
-    this metric's comparisons, Friedman with mean ranks and Nemenyi's critical difference."""
-    table = table.dropna(axis=0, how="any")
+    this metric's comparisons, Friedman with mean ranks and Nemenyi's critical difference.
+
+    A seed without a value for every strategy cannot be paired: it is left out, and a warning
+    names it; a table with no complete seed is a ``ValueError`` (no NaN ever reaches a verdict)."""
+    notes = []
+    incomplete = table[table.isna().any(axis=1)]
+    if len(incomplete):
+        missing = {str(s): [c for c in table.columns if np.isnan(incomplete.loc[s, c])]
+                   for s in incomplete.index}
+        notes.append(f"{metric}: {len(incomplete)} seed(s) left out, without a value for every strategy: "
+                     + "; ".join(f"seed {s} ({', '.join(cols)})" for s, cols in missing.items()))
+        table = table.dropna(axis=0, how="any")
+    if table.empty:
+        raise ValueError(f"{metric}: no seed has a value for every strategy")
     strategies = list(table.columns)
     if baseline not in strategies:
         raise ValueError(f"compare.baseline: {baseline!r} is not one of the strategies {strategies}")
@@ -164,25 +207,27 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
              else [(s, baseline) for s in strategies if s != baseline])
     scale, unit = _points(metric, table)
     sign = 1.0 if higher_is_better else -1.0
+    step = grid_step(table.to_numpy(float))
+    table = pd.DataFrame(on_grid(table.to_numpy(float), step), index=table.index, columns=table.columns)
     comparisons = []
     for a, b in pairs:
         x, y = table[a].to_numpy(float), table[b].to_numpy(float)
-        _, p, method, zeros, ties = wilcoxon(x, y)
-        low, high = _ci((x - y,), np.median, paired=False, seed=seed, n_boot=n_boot)
-        pa, pb = sign * x, sign * y
-        p_imp_ci = _ci((pa, pb), _p_better, paired=True, seed=seed, n_boot=n_boot)
+        d = paired_differences(x, y, step)
+        _, p, method, zeros, ties = wilcoxon(x, y, step)
+        low, high = _ci((d,), np.median, paired=False, seed=seed, n_boot=n_boot)
+        better = sign * d  # positive where a is better
         comparisons.append(Comparison(
-            metric=metric, strategy=a, baseline=b, n=len(x), n_used=int(np.sum(x != y)), zeros=zeros,
-            ties=ties, method=method, median_diff=float(np.median(x - y)), ci_low=low, ci_high=high,
-            wins=int(np.sum(pa > pb)), losses=int(np.sum(pa < pb)), p_value=p,
-            rank_biserial=sign * rank_biserial(x, y), p_improvement=float(_p_better(pa, pb)),
-            p_improvement_ci=p_imp_ci))
+            metric=metric, strategy=a, baseline=b, n=len(x), n_used=int(np.sum(d != 0)), zeros=zeros,
+            ties=ties, method=method, median_diff=float(np.median(d)), ci_low=low, ci_high=high,
+            wins=int(np.sum(better > 0)), losses=int(np.sum(better < 0)), p_value=p,
+            rank_biserial=sign * rank_biserial(x, y, step), p_improvement=float(_p_better(better)),
+            p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot)))
     if comparisons:
         reject, p_holm, _, _ = multipletests([c.p_value for c in comparisons], alpha=alpha, method="holm")
         for c, r, ph in zip(comparisons, reject, p_holm):
             c.p_holm, c.significant = float(ph), bool(r)
             c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
-    warnings = []
+    warnings = notes
     n = len(table)
     if comparisons and min_p_exact(n) >= alpha / len(comparisons):
         warnings.append(f"with n = {n} seeds no comparison can reach p < {alpha} after Holm "
@@ -212,10 +257,11 @@ def friedman(table: pd.DataFrame, higher_is_better: bool = True, alpha: float = 
     k, n = table.shape[1], table.shape[0]
     if k < 3 or n < 2:
         return None
-    values = table.to_numpy(float) * (-1 if higher_is_better else 1)
+    values = table.to_numpy(float)
+    values = on_grid(values, grid_step(values)) * (-1 if higher_is_better else 1)  # ties within the grid
     ranks = np.apply_along_axis(stats.rankdata, 1, values)
     mean_ranks = dict(zip(table.columns, ranks.mean(0).round(6)))
-    res = stats.friedmanchisquare(*[table[c].to_numpy(float) for c in table.columns])
+    res = stats.friedmanchisquare(*values.T)
     q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
     cd = q * math.sqrt(k * (k + 1) / (6 * n))
     return {"statistic": float(res.statistic), "p_value": float(res.pvalue), "mean_ranks": mean_ranks,

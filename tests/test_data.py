@@ -49,15 +49,17 @@ def test_rgb_channels_kept_when_asked(tmp_path):
     assert arrays.images.shape == (9, 3, 24, 24)
 
 
-def test_corrupt_file_is_skipped_with_a_warning_or_an_error_when_strict(tmp_path):
+def test_corrupt_file_is_an_error_or_with_strict_false_skipped_with_a_warning(tmp_path):
     root = write_mixed_folder(tmp_path / "imgs", per_class=1)
     bad = root / "normal" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\): .*broken.png"):
-        arrays = load_arrays(cfg(tmp_path, source="imagefolder", path=root))
+    with pytest.raises(DataError, match=r"data.path: cannot read 1 image file\(s\) \(normal: 1 of 4\): "
+                                        r".*broken.png \(UnidentifiedImageError: .*; set data.strict: false"):
+        load_arrays(cfg(tmp_path, source="imagefolder", path=root))
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) \(normal: 1 of 4\): .*broken.png"):
+        arrays = load_arrays(cfg(tmp_path, source="imagefolder", path=root, strict=False, load_size=26))
     assert len(arrays.images) == 9 and arrays.manifest["skipped"] == 1
-    with pytest.raises(DataError, match=r"data.path: cannot read image .*broken.png"):
-        load_arrays(cfg(tmp_path, source="imagefolder", path=root, strict=True, load_size=26))
+    assert arrays.manifest["dropped"] == {"missing": {}, "unreadable": {"normal": 1}}
 
 
 def test_missing_path_and_empty_class_folder(tmp_path):
@@ -109,10 +111,12 @@ def test_covidx_reports_metadata_entries_without_files(tmp_path):
     out = write_synthetic(tmp_path / "synth", n=40, seed=1, size=24)
     meta = out / "metadata.txt"
     meta.write_text(meta.read_text() + "p9 missing.png covid synthetic\n")
-    with pytest.warns(UserWarning, match="skipped 1 metadata entries"):
+    with pytest.warns(UserWarning, match=r"skipped 1 metadata entries with no image file \(covid: 1 of \d+\)"):
+        arrays = load_arrays(cfg(tmp_path, source="covidx", path=out, strict=False))
+    assert arrays.manifest["dropped"]["missing"] == {"covid": 1}
+    with pytest.raises(DataError, match=r"1 file\(s\) named in the metadata are not under .*\(covid: 1 of "
+                                        r"\d+\): .*metadata.txt:41: missing.png"):
         load_arrays(cfg(tmp_path, source="covidx", path=out))
-    with pytest.raises(DataError, match="metadata.txt:41: missing.png"):
-        load_arrays(cfg(tmp_path, source="covidx", path=out, strict=True))
 
 
 def test_medmnist_npz(tmp_path):

@@ -61,7 +61,7 @@ def test_tiny_study_runs_every_strategy_with_the_same_budget(ray_local, tiny_spe
 
 
 @pytest.mark.slow
-def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local, tiny_spec_file):
+def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local, tiny_spec_file, capsys):
     extra = "\n".join(["", "  blowup: {optimizer: sgd, momentum: 0.0, sampler: uniform, loss: ce, augment: none}"])
     text = tiny_spec_file(name="failing", samples=2).read_text()
     text = text.replace("  upsample: upsample", "  upsample: upsample" + extra)
@@ -81,6 +81,12 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local
     children = [r for r in failed if "trial_id" in r.data.tags]
     assert len(children) == 2
     assert all(r.info.status == "FAILED" and "TrainingDiverged" in r.data.tags["error"] for r in children)
+    # a study with no result for a strategy never exits 0
+    from study.cli import main
+
+    capsys.readouterr()
+    assert main(["run", str(path), "--resume", "--search-only"]) == 2
+    assert "study: error: the search of blowup has no successful trial" in capsys.readouterr().err
 
 
 def test_unreachable_tracking_server_is_one_error_before_any_work(tiny_spec_file):

@@ -92,6 +92,16 @@ def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
      "search.startup_trials: Input should be greater than or equal to 1"),
     ("search:\n", "search:\n  sampler: nsga2\n  startup_trials: 1\n",
      "search.startup_trials: NSGA-II's population"),
+    ("search:\n", "search:\n  metric: val/sensitivty\n",
+     "search.metric: expected val/<metric> with metric in .*got 'val/sensitivty'"),
+    ("search:\n", "search:\n  metric: test/sensitivity\n", "search.metric: expected val/<metric>"),
+    ("search:\n", "search:\n  metric: val/loss\n",
+     "search.mode: val/loss is minimised: with mode max the search would look for the worst config; "
+     "set search.mode: min"),
+    ("name: s1", "name: s1\nrepeats: {metrics: [test/sensitivty]}",
+     "repeats.metrics: expected test/<metric> with metric in .*got 'test/sensitivty'"),
+    ("training: {epochs: 3, batch_size: 16}", "training: {epochs: 3, monitor: train/loss}",
+     "training.monitor: expected val/<metric>"),
 ])
 def test_spec_errors_name_the_yaml_path(tmp_path, old, new, message):
     with pytest.raises(SpecError, match=message):

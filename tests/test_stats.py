@@ -38,10 +38,48 @@ def test_zero_differences_and_ties_use_the_permutation_distribution_and_are_repo
     b = np.array([0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.45, 0.75])  # one zero, tied |differences|
     stat, p, method, zeros, ties = wilcoxon(a, b)
     assert zeros == 1 and ties and method == "permutation"
-    ref = stats.wilcoxon(a, b, zero_method="wilcox", method=stats.PermutationMethod(n_resamples=9999, rng=0))
+    d = np.round(a - b, 9)  # the differences on the comparison grid: 0.1 - ulps and 0.1 + ulps tie
+    ref = stats.wilcoxon(d, zero_method="wilcox", method=stats.PermutationMethod(n_resamples=9999, rng=0))
     assert p == pytest.approx(ref.pvalue) and stat == pytest.approx(ref.statistic)
     rep = compare(table(base=b, new=a), "val/accuracy", "base")
     assert rep.comparisons[0].n_used == 7 and "1 tied" in rep.comparisons[0].verdict
+
+
+def test_differences_within_one_ulp_are_ties_everywhere():
+    """Balanced accuracies equal in exact arithmetic, (0 + 4/40 + 6/30)/3 and (0 + 0 + 9/30)/3, differ
+    by ulps as floats: they tie (6 seeds better, 2 tied, permutation p = 2/2^6), not a win and a loss."""
+    equal_a, equal_b = (0 + 4 / 40 + 6 / 30) / 3, (0 + 0 + 9 / 30) / 3
+    assert equal_a != equal_b  # the float trap itself
+    base = [equal_b, 0.40, 0.45, equal_b, 0.50, 0.42, 0.38, 0.47]
+    new = [equal_a, 0.60, 0.62, equal_a, 0.71, 0.55, 0.66, 0.58]
+    t = table(control=base, upsample=new)
+    (c,) = compare(t, "test/balanced_accuracy", "control").comparisons
+    assert (c.wins, c.losses, c.zeros, c.n_used) == (6, 0, 2, 6)
+    assert c.method == "permutation" and c.p_value == pytest.approx(2 / 2**6)
+    assert c.p_improvement == pytest.approx((6 + 0.5 * 2) / 8)
+    assert "6/8 seeds better, 2 tied" in c.verdict
+    # the other way round: the baseline's tiny edge is no loss either
+    (c,) = compare(table(control=new, upsample=new[:1] + base[1:2] + new[2:]), "test/accuracy",
+                   "control").comparisons
+    assert c.losses == 1 and c.zeros == 7
+
+
+def test_equal_differences_tie_in_rank_and_values_tie_in_friedman():
+    a = np.array([0.3, 0.6, 0.9, 0.5, 0.7, 0.2])
+    b = a - np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.05])  # float differences 0.1 -+ ulps
+    _, _, _, _, ties = wilcoxon(a, b)
+    assert ties  # the three differences of 0.1 tie after rounding to the grid
+    t = table(x=[(0 + 4 / 40 + 6 / 30) / 3] * 3, y=[(0 + 0 + 9 / 30) / 3] * 3, z=[0.5] * 3)
+    assert friedman(t)["mean_ranks"]["x"] == friedman(t)["mean_ranks"]["y"] == 2.5
+
+
+def test_a_seed_missing_a_value_is_left_out_and_named_never_a_nan_verdict():
+    t = table(control=[0.4, 0.5, np.nan, 0.45, 0.5, 0.4, 0.41], new=[0.6, 0.7, 0.65, 0.62, 0.7, 0.6, 0.66])
+    rep = compare(t, "test/sensitivity", "control")
+    assert rep.comparisons[0].n == 6 and "nan" not in rep.comparisons[0].verdict
+    assert any("1 seed(s) left out" in w and "seed 2 (control)" in w for w in rep.warnings)
+    with pytest.raises(ValueError, match="test/sensitivty: no seed has a value for every strategy"):
+        compare(table(control=[np.nan] * 6, new=[np.nan] * 6), "test/sensitivty", "control")
 
 
 def test_holm_matches_statsmodels_and_friedman_matches_scipy():

@@ -19,13 +19,22 @@ METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivit
                 "specificity", "pr_auc")
 
 
-def metric_name(v: str, splits: tuple[str, ...] = ("train", "val")) -> str:
-    """``v`` if it is a ``<split>/<metric>`` name the loop reports every epoch, else ``ValueError``."""
+def metric_name(v: str, splits: tuple[str, ...] = ("val",)) -> str:
+    """``v`` if it is a ``<split>/<metric>`` name the loop reports for one of ``splits``, else
+    ``ValueError`` (``recall_<class>`` is checked against the data's classes when they are known:
+    :func:`check_class_metric`)."""
     split, _, name = v.partition("/")
     if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
-        raise ValueError(f"expected val/<metric> with metric in {', '.join(METRIC_NAMES)} or "
+        raise ValueError(f"expected {splits[0]}/<metric> with metric in {', '.join(METRIC_NAMES)} or "
                          f"recall_<class>, got {v!r}")
     return v
+
+
+def check_class_metric(v: str, class_names: list[str]) -> None:
+    """``ValueError`` when ``v`` is ``<split>/recall_<class>`` for a class the data do not have."""
+    name = v.partition("/")[2]
+    if name.startswith("recall_") and name.removeprefix("recall_") not in class_names:
+        raise ValueError(f"{v!r} names no class of the data: recall_ takes one of {', '.join(class_names)}")
 
 
 def resolve_class(class_names: list[str], name: str, field: str = "data.positive_class") -> int:

@@ -1,6 +1,8 @@
 """Data: sources by name, decoded once and cached, split by patient, augmented on the device."""
 from __future__ import annotations
 
+import warnings
+
 from ..errors import DataError
 from . import cache, sources
 from .arrays import SPLITS, ImageArrays
@@ -11,13 +13,21 @@ __all__ = ["SOURCES", "SPLITS", "DataConfig", "ImageArrays", "load_arrays", "spl
 
 
 def load_arrays(cfg: DataConfig) -> ImageArrays:
-    """The source's images at ``cfg.load_size``: from the cache, or decoded once and cached."""
+    """The source's images at ``cfg.load_size``: from the cache, or decoded once and cached.
+
+    The cache key (:func:`cache.cache_key`) holds everything that changes the arrays: the source,
+    its settings (load size, channels, strictness, ...), every image file's path, size and mtime,
+    the label files' too, and every row's label and patient id. The data set's warnings (e.g.
+    byte-identical copies under two patients) are repeated on every load, cached or not.
+    """
     source: sources.Source = SOURCES.get(cfg.source)(cfg)
     table = source.scan()
-    key = cache.cache_key(cfg.source, source.params(), table.stats())
+    key = cache.cache_key(cfg.source, source.params(), table.key_parts())
     folder = (cfg.cache_dir or cache.default_cache_dir()) / f"{cfg.source}-{key[:20]}"
     cached = cache.load(folder)
     if cached is not None:
+        for note in cached.manifest.get("warnings", []):
+            warnings.warn(note, stacklevel=2)
         return cached
     arrays = source.build(table)
     if len(arrays.images) == 0:

@@ -38,7 +38,7 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
     split_seed: int = 0
-    strict: bool = False
+    strict: bool = True  # a missing or unreadable file is an error; false: left out, counted per class
     cache_dir: Path | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
 

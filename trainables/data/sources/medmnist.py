@@ -25,13 +25,18 @@ def _resize_batch(images: np.ndarray, size: int) -> np.ndarray:
 
 @SOURCES.register("medmnist")
 class MedMnistSource(Source):
-    """A PneumoniaMNIST-style ``.npz`` (``{train,val,test}_{images,labels}``) with its own split."""
+    """A PneumoniaMNIST-style ``.npz`` (``{train,val,test}_{images,labels}``) with its own split.
+
+    Reads single-label sets: images uint8 ``(N, H, W)`` or ``(N, H, W, 3)``, labels integer
+    ``(N,)`` or ``(N, 1)`` with values ``0..K-1``; anything else (a multi-label set such as
+    ChestMNIST's ``(N, 14)``) is one :class:`DataError` saying so.
+    """
+
+    def params(self) -> dict:
+        return {**super().params(), "class_names": self.cfg.class_names}
 
     def scan(self) -> FileTable:
-        path = self._root()
-        if not path.is_file():
-            raise DataError(f"data.path: {path} is not a .npz file")
-        return FileTable(paths=[path])
+        return FileTable(paths=[self._root(folder=False)])
 
     def build(self, table: FileTable) -> ImageArrays:
         path = table.paths[0]
@@ -44,9 +49,16 @@ class MedMnistSource(Source):
             for key in (f"{name}_images", f"{name}_labels"):
                 if key not in npz:
                     raise DataError(f"data.path: {path} has no array {key!r} (has {sorted(npz.files)})")
-            x = npz[f"{name}_images"]
-            if x.dtype != np.uint8 or x.ndim not in (3, 4):
-                raise DataError(f"data.path: {path}: {name}_images must be uint8 (N,H,W) or (N,H,W,3)")
+            x, y = npz[f"{name}_images"], npz[f"{name}_labels"]
+            if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] != 3):
+                raise DataError(f"data.path: {path}: {name}_images must be uint8 (N,H,W) or (N,H,W,3), "
+                                f"got {x.dtype} {x.shape}")
+            if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+                raise DataError(f"data.path: {path}: {name}_labels has shape {y.shape}, a multi-label set; "
+                                "source medmnist reads single-label sets (labels (N,) or (N, 1))")
+            if len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+                raise DataError(f"data.path: {path}: {name}_labels must hold one class index >= 0 per image "
+                                f"({len(x)} images), got {y.dtype} {y.shape}")
             x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
             if self.cfg.channels == 1 and x.shape[1] == 3:
                 luma = np.tensordot(x.astype(np.float32), np.float32([0.299, 0.587, 0.114]), ([1], [0]))
@@ -54,7 +66,7 @@ class MedMnistSource(Source):
             elif self.cfg.channels == 3 and x.shape[1] == 1:
                 x = np.repeat(x, 3, axis=1)
             images.append(_resize_batch(x, self.cfg.load_size))
-            labels.append(npz[f"{name}_labels"].reshape(-1).astype(np.int64))
+            labels.append(y.reshape(-1).astype(np.int64))
             split.append(np.full(len(x), s, np.int64))
         labels_all = np.concatenate(labels)
         n_classes = int(labels_all.max()) + 1
