@@ -1,44 +1,53 @@
-"""The ``study`` command line."""
+"""The study command line: hyperparameter studies of class-imbalance strategies for chest X-ray
+classification (search, paired repeats, comparison), on Ray Tune, Optuna and MLflow.
+
+Commands import what they need when they run (torch, Ray, MLflow take seconds to import), so
+``study --help`` answers at once.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from trainables.errors import ConfigError, DataError
 
 from .errors import SpecError, StudyError, StudyInterrupted, TrackingError
-from .spec import load_spec, set_dotted, trial_config
-from .synth import write_synthetic
+
+DESCRIPTION = ("Hyperparameter studies of class-imbalance strategies for chest X-ray classification: "
+               "every strategy gets the same Optuna (TPE) budget with ASHA on Ray Tune, its best config "
+               "re-runs over paired seeds, and paired statistics compare them; everything is in MLflow.")
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    """``a.b=value`` pairs (values parsed as YAML) into a nested dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"--set {item!r}: expected KEY=VALUE")
-        set_dotted(out, key, yaml.safe_load(value))
-    return out
+def load(args: argparse.Namespace):
+    """The command's spec with its ``--set`` overrides (and, for run and repeat, ``--address`` as
+    ``ray.address``)."""
+    from .spec import load_spec, parse_overrides
+
+    overrides = parse_overrides(args.set)
+    if getattr(args, "address", None) and args.command in ("run", "repeat"):
+        overrides.setdefault("ray", {})["address"] = args.address
+    return load_spec(args.spec, overrides)
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
+    from .synth import write_synthetic
+
     out = write_synthetic(args.out, args.n, args.seed, args.size, args.difficulty)
     print(f"wrote {args.n} images to {out} (metadata: {out / 'metadata.txt'})")
 
 
 def cmd_trial(args: argparse.Namespace) -> None:
-    from trainables.train import run  # torch import is slow; only commands that train pay for it
+    from trainables.train import run
 
-    spec = load_spec(args.spec)
+    from .spec import trial_config
+
+    spec = load(args)
     strategy = args.strategy or next(iter(spec.strategies))
-    config = trial_config(spec, strategy, args.seed, _parse_set(args.set))
+    config = trial_config(spec, strategy, args.seed)
     print(f"trial: strategy={strategy} seed={args.seed} model={config['model']} "
           f"epochs={config['epochs']} sampler={config['sampler']} loss={config['loss']} "
           f"augment={config['augment']}", flush=True)
@@ -56,7 +65,7 @@ def cmd_trial(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    spec = load_spec(args.spec)
+    spec = load(args)
     print(f"{args.spec}: ok — study {spec.name!r}, {len(spec.strategies)} strategies "
           f"({', '.join(spec.strategies)}), {spec.search.samples_per_strategy} samples each, "
           f"{spec.epochs} epochs, scheduler {spec.scheduler.type}, tracking {spec.tracking.uri}")
@@ -83,21 +92,13 @@ def _print_compare(summary: dict, spec) -> None:
     print(f"report: {summary['report_html']}")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--set`` values, plus ``--address`` as ``ray.address``."""
-    overrides = _parse_set(args.set)
-    if getattr(args, "address", None):
-        overrides.setdefault("ray", {})["address"] = args.address
-    return overrides
-
-
 def cmd_run(args: argparse.Namespace) -> None:
     from .layout import search_summary_file
     from .repeats import run_repeats
     from .report import run_compare
     from .search import print_summary, run_search
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load(args)
     summary = run_search(spec, resume=args.resume, fresh=args.fresh)
     print_summary(summary, spec)
     print(f"search summary: {search_summary_file(spec)}")
@@ -115,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_repeat(args: argparse.Namespace) -> None:
     from .repeats import run_repeats
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = load(args)
     run_repeats(spec, resume=args.resume)
     _print_ui_hint(spec.tracking.uri)
 
@@ -123,7 +124,7 @@ def cmd_repeat(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .report import run_compare
 
-    spec = load_spec(args.spec, _parse_set(args.set))
+    spec = load(args)
     _print_compare(run_compare(spec), spec)
     _print_ui_hint(spec.tracking.uri)
 
@@ -131,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def cmd_submit(args: argparse.Namespace) -> None:
     from .jobs import submit
 
-    spec = load_spec(args.spec, _parse_set(args.set))
+    spec = load(args)
     flags = [f for f, on in (("--resume", args.resume), ("--search-only", args.search_only)) if on]
     job = submit(Path(args.spec), spec, args.address, args.set, flags)
     print(job)
@@ -164,7 +165,11 @@ def cmd_tracking_server(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="study", description=__doc__)
+    parser = argparse.ArgumentParser(prog="study", description=DESCRIPTION)
+    try:
+        parser.add_argument("--version", action="version", version=f"%(prog)s {version('cxr-study')}")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        pass
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="data set utilities").add_subparsers(dest="data_cmd", required=True)
@@ -181,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     trial.add_argument("--strategy", help="a strategy of the spec (default: its first)")
     trial.add_argument("--seed", type=int, default=0)
     trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set epochs=2 --set data.synthetic.n=600")
+                       help="override a spec value, e.g. --set training.epochs=2 --set data.synthetic.n=600")
     trial.set_defaults(fn=cmd_trial)
 
     validate = sub.add_parser("validate", help="check a spec without running anything")
     validate.add_argument("spec")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a spec value, as study run takes it")
     validate.set_defaults(fn=cmd_validate)
 
     runp = sub.add_parser("run", help="search every strategy of a spec on Ray Tune, tracked in MLflow")

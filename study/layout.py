@@ -2,8 +2,10 @@
 experiments (local or on shared storage), and the Optuna database of its searches."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from .errors import StudyError
 from .spec import StudySpec
 
 SEARCH_EXPERIMENT = "trials"  # the search's Tune experiment, under tune_storage(spec, "search")
@@ -22,6 +24,20 @@ def tune_storage(spec: StudySpec, phase: str = "search") -> str:
     if "://" in spec.storage_path:
         return f"{spec.storage_path.rstrip('/')}/{spec.name}/{phase}"
     return str(study_dir(spec) / phase)
+
+
+def check_writable(spec: StudySpec) -> None:
+    """The study's local folder (under ``storage_path``) can be created and written, or one
+    :class:`StudyError` naming it, before any work (Tune would fail half a minute in, with a pyarrow
+    traceback). Storage given as a URI (``s3://``) is checked by Tune itself."""
+    folder = study_dir(spec)
+    field = "storage_path" if "://" not in spec.storage_path else "the local results folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise StudyError(f"{field}: cannot write the study's folder {folder} ({exc.strerror or exc})") from None
 
 
 def search_experiment(spec: StudySpec) -> str:

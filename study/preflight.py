@@ -10,7 +10,7 @@ from __future__ import annotations
 from trainables.config import parse_config
 from trainables.data import ImageArrays, split_by_patient
 from trainables.errors import ConfigError
-from trainables.metrics import check_class_metric, resolve_class
+from trainables.metric_names import check_class_metric, resolve_class
 
 from .spec import StudySpec
 

@@ -13,7 +13,7 @@ from ray import tune
 
 from trainables.data import ImageArrays, load_arrays
 
-from .layout import repeat_plan_file, tune_storage
+from .layout import check_writable, repeat_plan_file, tune_storage
 from .preflight import check_data
 from .progress import Progress
 from .results import REPEAT, best_configs, repeat_runs
@@ -27,6 +27,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
     """Run every (strategy, seed) pair not yet FINISHED in MLflow, as one Tune grid (FIFO); with
     ``resume``, first finish the grid an interrupted run left."""
     check_tracking_uri(spec.tracking.uri)
+    check_writable(spec)
     tracker = StudyTracker.of(spec)
     view = RepeatView(best_configs(spec, tracker), spec.repeats.vary_split)
     plan_path, storage = repeat_plan_file(spec), tune_storage(spec, REPEAT)

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -40,10 +41,7 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
         hostport = address.removeprefix("ray://")
         if hostport != "auto":
             host, _, port = hostport.rpartition(":")
-            try:
-                socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-            except (OSError, ValueError) as exc:
-                raise StudyError(f"ray.address: cannot reach Ray at {address} ({exc})") from None
+            probe_grpc(host or "127.0.0.1", port, address)
         # The Ray Client server starts a process per driver, which can die while starting
         # ("Initialization failure from server"); a second try gets a fresh one.
         attempts = 3 if address.startswith("ray://") else 1
@@ -67,6 +65,31 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
     return True
 
 
+PROBE = b"GET / HTTP/1.0\r\n\r\n"  # an HTTP server answers with its status line; gRPC ignores it
+
+
+def probe_grpc(host: str, port: str, address: str, timeout: float = 5.0) -> None:
+    """Ray's GCS and its client server speak gRPC: on a connection, an HTTP/2 server sends a SETTINGS
+    frame first, whatever it was sent. Anything else at ``address`` is one :class:`StudyError` saying what answered,
+    instead of ``ray.init`` waiting for minutes."""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.sendall(PROBE)
+            first = conn.recv(64)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, TimeoutError | socket.timeout) and "timed out" in str(exc):
+            raise StudyError(f"ray.address: {address} accepts connections but sent nothing within "
+                             f"{timeout:g} s; Ray's GCS (or client server) answers at once: is this Ray's "
+                             "port?") from None
+        raise StudyError(f"ray.address: cannot reach Ray at {address} ({exc})") from None
+    if len(first) >= 9 and first[3] == 0x04:  # an HTTP/2 SETTINGS frame: a gRPC server
+        return
+    said = first.split(b"\n")[0].decode("ascii", "replace").strip()[:80]
+    what = f"it answered {said!r}" if said else "it closed the connection without a word"
+    raise StudyError(f"ray.address: {address} is not Ray ({what}); give the Ray head's GCS address "
+                     "(HOST:6379 by default), ray://HOST:10001 or auto")
+
+
 def trial_slots(spec: StudySpec) -> int:
     """How many of the spec's trials the connected Ray cluster runs at once (at least 1)."""
     have = ray.cluster_resources()
@@ -75,12 +98,41 @@ def trial_slots(spec: StudySpec) -> int:
     return max(1, int(min(slots))) if slots else 1
 
 
-def interrupted(path: str, expected: int) -> bool:
-    """Whether the Tune experiment at ``path`` holds fewer than ``expected`` trials or unfinished
-    ones, by its state saved on disk (the grid an interrupted fit returns calls every trial
+def check_resources(spec: StudySpec) -> None:
+    """A trial's request (``resources``) fits on one live node of the connected cluster, else one
+    :class:`StudyError` (Tune would wait for ever, warning every minute). With
+    ``ray.autoscaling: true`` an autoscaler may add such nodes, and the check is left to it."""
+    if spec.ray.autoscaling:
+        return
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v) for node in nodes):
+        return
+    biggest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
+    where = spec.ray.address or "this machine (a local Ray)"
+    raise StudyError(f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU, "
+                     f"but no node of the Ray cluster at {where} has that much (the largest of {len(nodes)} "
+                     f"node(s): {biggest.get('CPU', 0):g} CPU, {biggest.get('GPU', 0):g} GPU); lower "
+                     "resources.cpu / resources.gpu, or set ray.autoscaling: true if an autoscaler adds such nodes")
+
+
+def interrupted(trials: list, expected: int) -> bool:
+    """Whether an experiment's trials, as its state saved on disk holds them, are fewer than
+    ``expected`` or not all finished (the grid an interrupted fit returns calls every trial
     TERMINATED, started or not)."""
-    trials = tune.ExperimentAnalysis(path).trials
     return len(trials) < expected or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+
+
+@dataclass
+class TrialResult:
+    """One trial's end: its last metrics (empty when it reported none), its error (or None), its
+    folder and its Tune config (which Tune's own ``Result`` loses for a restored trial that never
+    reported)."""
+
+    metrics: dict
+    error: Exception | None
+    path: str
+    config: dict
 
 
 class PhaseRunner:
@@ -100,6 +152,7 @@ class PhaseRunner:
             prepared = pool.submit(self._prepare)
             self._started = connect_ray(self.spec, self.arrays.images.nbytes)
         try:
+            check_resources(self.spec)
             self.prepared = prepared.result()
         except BaseException:
             self.__exit__(None, None, None)
@@ -115,7 +168,7 @@ class PhaseRunner:
             self._started = False
 
     def fit(self, path: str, expected: int, make: Callable[[Any], tune.Tuner] | None, *, resume: bool,
-            resume_errored: bool, interrupted_message: str) -> list:
+            resume_errored: bool, interrupted_message: str) -> list[TrialResult]:
         """Run the experiment at ``path`` (``storage/name``): restored with ``resume`` when it can
         be, else a new Tuner from ``make(trainable)`` (None: it must be restorable). Returns its
         results; raises
@@ -127,6 +180,9 @@ class PhaseRunner:
         else:
             tuner = make(self.trainable)
         results = list(tuner.fit())
-        if interrupted(path, expected):
+        trials = tune.ExperimentAnalysis(path).trials
+        if interrupted(trials, expected):
             raise StudyInterrupted(interrupted_message)
-        return results
+        configs = {t.path: t.config for t in trials}
+        return [TrialResult(r.metrics or {}, r.error, r.path, configs.get(r.path) or r.config or {})
+                for r in results]

@@ -17,6 +17,7 @@ from trainables.data import ImageArrays, load_arrays
 from .errors import StudyError
 from .layout import (
     SEARCH_EXPERIMENT,
+    check_writable,
     optuna_storage_uri,
     optuna_study_name,
     search_experiment,
@@ -116,6 +117,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     """Search every strategy of the spec in one Tune experiment; returns (and writes) the search
     summary."""
     check_tracking_uri(spec.tracking.uri)
+    check_writable(spec)
     if note := spec.search.random_search_note():
         print(note, file=sys.stderr)
     path = search_experiment(spec)

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from trainables.config import TrialConfig, deep_merge, format_validation_error, parse_config
 from trainables.data import DataConfig
 from trainables.errors import ConfigError
-from trainables.metrics import metric_name
+from trainables.metric_names import metric_name
 from trainables.registry import StrictModel
 from trainables.strategies import PRESETS
 
@@ -169,6 +169,7 @@ class RayConfig(StrictModel):
     num_cpus: int | None = Field(None, ge=1)
     num_gpus: int | None = Field(None, ge=0)
     object_store_memory: int | None = Field(None, ge=78643200)
+    autoscaling: bool = False  # an autoscaler adds nodes: trial requests larger than today's nodes may wait
 
 
 class FailureSpec(StrictModel):
@@ -294,7 +295,7 @@ class StudySpec(StrictModel):
         """The trial config without searched values: data, model, training, the strategy's knobs."""
         config = deep_merge({"data": self.data.model_dump(mode="json", exclude_none=True),
                              "model": self.model, **copy.deepcopy(self.training)}, self.knobs(strategy))
-        config["num_threads"] = max(1, int(self.resources.cpu))
+        config.setdefault("num_threads", max(1, int(self.resources.cpu)))
         _absolute_paths(config)  # trials run in their own working directories (Ray's trial folders)
         if seed is not None:
             config["seed"] = seed
@@ -341,22 +342,85 @@ def set_dotted(config: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently:
+    two ``control:`` lines under ``strategies`` would make the second the baseline)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one",
+                key_node.start_mark)
+        seen[key] = line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """YAML text to Python (safe types, no duplicate keys); :class:`SpecError` naming ``where`` and
+    the line and column at fault."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{where}: not valid YAML{at}: {problem}") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items (dotted spec keys, values parsed as YAML) as a nested dict; one
+    :class:`SpecError` naming the item at fault."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.epochs=3")
+        top = key.split(".")[0]
+        if top not in StudySpec.model_fields:
+            hint = (f"; a training setting goes under training: --set training.{key}={text}"
+                    if top in TrialConfig.model_fields and top not in NOT_TRAINING else "")
+            raise SpecError(f"--set {item!r}: {top!r} is not a spec key (spec keys: "
+                            f"{', '.join(StudySpec.model_fields)}){hint}")
+        set_dotted(out, key, read_yaml(text, f"--set {item!r}"))
+    return out
+
+
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Read and validate a YAML spec (``overrides`` merged in first), one error naming each path."""
+    """Read and validate a YAML spec, then with ``overrides`` (``--set``) merged in; one
+    :class:`SpecError` naming the file (or ``--set``) and each YAML path at fault."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file does not exist")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(f"{path}: line {line}, column {column}: byte 0x{data[exc.start]:02x} is not UTF-8 "
+                        "text; save the spec as UTF-8") from None
+    raw = read_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level")
-    raw = expand_env(deep_merge(raw, overrides or {}))
+    spec = _validated(expand_env(raw), str(path))
+    if not overrides:
+        return spec
+    return _validated(expand_env(deep_merge(raw, overrides)), "--set")
+
+
+def _validated(raw: dict, where: str) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {format_validation_error(exc)}") from None
+        raise SpecError(f"{where}: {format_validation_error(exc)}") from None
 
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")

@@ -21,8 +21,8 @@ def test_data_synth_writes_an_image_folder_with_covidx_metadata(tmp_path):
 
 
 def test_trial_runs_a_spec_strategy(tmp_path):
-    r = study("trial", "search_spaces/quickstart.yaml", "--strategy", "combined", "--set", "epochs=2",
-              "--set", "data.synthetic.n=300", "--set", "num_threads=1")
+    r = study("trial", "search_spaces/quickstart.yaml", "--strategy", "combined", "--set", "training.epochs=2",
+              "--set", "data.synthetic.n=300", "--set", "training.num_threads=1")
     assert r.returncode == 0, r.stderr
     assert "sampler=class_balanced loss=class_weighted augment=standard" in r.stdout
     assert r.stdout.count("\nepoch ") == 2
@@ -32,7 +32,14 @@ def test_trial_runs_a_spec_strategy(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["trial", "nope.yaml"], "nope.yaml: spec file does not exist"),
     (["trial", "search_spaces/quickstart.yaml", "--strategy", "vabal"], "strategies: no strategy 'vabal'"),
-    (["trial", "search_spaces/quickstart.yaml", "--set", "lr=-1"], "lr: Input should be greater than 0"),
+    (["trial", "search_spaces/quickstart.yaml", "--set", "training.lr=-1"], "lr: Input should be greater than 0"),
+    (["trial", "search_spaces/quickstart.yaml", "--set", "training.epochs=0"],
+     "--set: training.epochs: Input should be greater than or equal to 1"),
+    (["trial", "search_spaces/quickstart.yaml", "--set", "epochs=2"],
+     "--set 'epochs=2': 'epochs' is not a spec key (spec keys: name, data, model, training, strategies, "),
+    (["run", "search_spaces/quickstart.yaml", "--set", "training.lr=[1"],
+     "--set 'training.lr=[1': not valid YAML at line 1, column 3: expected ',' or ']', but got '<stream end>'"),
+    (["validate", "search_spaces/quickstart.yaml", "--set", "training.lr=[1"], "--set 'training.lr=[1': not valid"),
 ])
 def test_trial_bad_input_is_one_message(args, message):
     r = study(*args)
@@ -55,3 +62,52 @@ def test_run_with_an_unreachable_ray_address_is_one_error(tmp_path, tiny_spec_fi
     assert r.returncode == 2
     assert f"study: error: ray.address: cannot reach Ray at 127.0.0.1:{free}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_an_address_that_answers_but_is_not_ray_is_one_error(tiny_spec_file):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_port}"
+        r = subprocess.run([sys.executable, "-m", "study.cli", "run", str(tiny_spec_file()), "--address", address],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 2
+    assert f"study: error: ray.address: {address} is not Ray (it answered \"HTTP/1.0 501" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_silent_port_is_one_error_not_a_hang(tiny_spec_file):
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        r = subprocess.run([sys.executable, "-m", "study.cli", "run", str(tiny_spec_file()), "--address", address],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"ray.address: {address} accepts connections but sent nothing within 5 s" in r.stderr
+
+
+@pytest.mark.parametrize("request_, shown", [("resources.cpu=64", "64 CPU and 0 GPU"),
+                                             ("resources.gpu=1", "1 CPU and 1 GPU")])
+def test_a_trial_request_no_node_can_hold_is_one_error_not_a_hang(tiny_spec_file, request_, shown):
+    r = subprocess.run([sys.executable, "-m", "study.cli", "run", str(tiny_spec_file()), "--set", request_,
+                        "--set", "ray.num_gpus=0"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"study: error: resources: a trial asks for {shown}, but no node of the Ray cluster at this " \
+           "machine (a local Ray) has that much" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_unwritable_storage_path_is_one_error_before_any_work(tmp_path, tiny_spec_file):
+    (tmp_path / "plain-file").write_text("not a folder")
+    r = study("run", str(tiny_spec_file()), "--set", f"storage_path={tmp_path / 'plain-file' / 'results'}")
+    assert r.returncode == 2
+    assert f"study: error: storage_path: cannot write the study's folder {tmp_path / 'plain-file'}" in r.stderr

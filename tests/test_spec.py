@@ -122,3 +122,36 @@ def test_missing_and_malformed_files(tmp_path):
         load_spec(tmp_path / "none.yaml")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(write(tmp_path, "name: [unclosed"))
+
+
+def test_a_key_given_twice_is_refused_not_last_one_wins(tmp_path):
+    text = BASE.replace("strategies: {control: control, mine: {sampler: class_balanced, loss: ce}}",
+                        "strategies:\n  control: control\n  control: upsample\n  mine: {loss: ce}")
+    with pytest.raises(SpecError, match=r"spec.yaml: not valid YAML at line 8, column 3: key 'control' is given "
+                                        r"twice \(lines 7 and 8\); keep one"):
+        load_spec(write(tmp_path, text))
+
+
+def test_a_byte_that_is_not_utf8_is_one_message_with_its_place(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(BASE.encode().replace(b"name: s1", b"name: s1 # caf\xe9"))
+    with pytest.raises(SpecError, match=r"spec.yaml: line 2, column 15: byte 0xe9 is not UTF-8 text"):
+        load_spec(path)
+
+
+def test_set_errors_are_blamed_on_set_and_the_file_on_the_file(tmp_path):
+    from study.spec import parse_overrides
+
+    path = write(tmp_path, BASE)
+    with pytest.raises(SpecError, match=r"^--set: training.epochs: Input should be greater than or equal to 1$"):
+        load_spec(path, parse_overrides(["training.epochs=0"]))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BASE.replace("epochs: 3", "epochs: 0"))
+    with pytest.raises(SpecError, match=r"broken.yaml: training.epochs: Input should be"):
+        load_spec(broken, parse_overrides(["training.epochs=3"]))
+    assert load_spec(path, parse_overrides(["training.epochs=5", "search.samples_per_strategy=2"])).epochs == 5
+    with pytest.raises(SpecError, match=r"--set 'lr=0.1': 'lr' is not a spec key .*; a training setting goes "
+                                        r"under training: --set training.lr=0.1"):
+        parse_overrides(["lr=0.1"])
+    with pytest.raises(SpecError, match=r"--set 'noequals': expected KEY=VALUE"):
+        parse_overrides(["noequals"])

@@ -17,7 +17,7 @@ from .data import DataConfig
 from .data.augment import AUGMENTS
 from .errors import ConfigError
 from .hooks import HOOKS
-from .metrics import metric_name
+from .metric_names import metric_name
 from .models import MODELS
 from .registry import StrictModel
 from .self_supervised import SSLConfig

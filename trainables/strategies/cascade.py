@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..hooks import TrialHook, register_hook
-from ..metrics import resolve_class
+from ..metric_names import resolve_class
 from ..models.cascade import Cascade
 
 

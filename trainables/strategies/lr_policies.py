@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, field_validator
 from torch.optim import lr_scheduler
 
-from ..metrics import metric_name
+from ..metric_names import metric_name
 from ..registry import Registry, StrictModel
 
 
