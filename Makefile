@@ -6,7 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: study test test-fast bench tracking-server clean
+.PHONY: study test test-fast tools bench tracking-server clean
+# System tools the tests drive: Debian's chromium (browser tests) and docker-compose (validates
+# docker/compose.yaml). `make test` installs the missing ones (as root, or with passwordless sudo);
+# STUDY_ALLOW_MISSING_TOOLS=1 skips the tests that need them instead.
+TOOLS := chromium docker-compose
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +20,18 @@ $(STAMP): pyproject.toml requirements.lock
 study: $(STAMP)
 	$(BIN)/study run search_spaces/quickstart.yaml --resume
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=10
+
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ] || [ "$$STUDY_ALLOW_MISSING_TOOLS" = 1 ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "make test: the tests drive$$missing, which are missing and cannot be installed without root:" \
+	  "apt-get install$$missing (or STUDY_ALLOW_MISSING_TOOLS=1 to skip those tests)" >&2; exit 1; fi; \
+	echo "make test: installing$$missing (Debian packages) for the browser and compose tests"; \
+	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"

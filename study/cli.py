@@ -94,39 +94,64 @@ def _print_compare(summary: dict, spec) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from .layout import search_summary_file
+    from .lock import holding
     from .repeats import run_repeats
     from .report import run_compare
     from .search import print_summary, run_search
 
+    if args.resume and args.fresh:
+        raise StudyError("--resume continues the study's search and --fresh deletes it: give one of them")
     spec = load(args)
-    summary = run_search(spec, resume=args.resume, fresh=args.fresh)
-    print_summary(summary, spec)
-    print(f"search summary: {search_summary_file(spec)}")
-    empty = [s for s, part in summary["strategies"].items() if part["best"] is None]
-    if empty:
-        raise StudyError(f"the search of {', '.join(empty)} has no successful trial (see the failures above): "
-                         "no result to repeat or compare")
-    if not args.search_only:
-        print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
-        run_repeats(spec, resume=args.resume or args.fresh)
-        _print_compare(run_compare(spec), spec)
+    with holding(spec, "study run"):
+        summary = run_search(spec, resume=args.resume, fresh=args.fresh)
+        print_summary(summary, spec)
+        print(f"search summary: {search_summary_file(spec)}")
+        empty = [s for s, part in summary["strategies"].items() if part["best"] is None]
+        if empty:
+            raise StudyError(f"the search of {', '.join(empty)} has no successful trial (see the failures "
+                             "above): no result to repeat or compare")
+        if not args.search_only:
+            print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
+            run_repeats(spec, resume=args.resume or args.fresh)
+            _print_compare(run_compare(spec), spec)
     _print_ui_hint(spec.tracking.uri)
 
 
 def cmd_repeat(args: argparse.Namespace) -> None:
+    from .lock import holding
     from .repeats import run_repeats
+    from .results import refuse_search_changes
 
     spec = load(args)
-    run_repeats(spec, resume=args.resume)
+    with holding(spec, "study repeat") as tracker:
+        refuse_search_changes(spec, tracker, "study repeat")
+        run_repeats(spec, resume=args.resume)
     _print_ui_hint(spec.tracking.uri)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from .lock import holding
     from .report import run_compare
+    from .results import refuse_search_changes
 
     spec = load(args)
-    _print_compare(run_compare(spec), spec)
+    with holding(spec, "study compare") as tracker:
+        refuse_search_changes(spec, tracker, "study compare")
+        summary = run_compare(spec)
+    _print_compare(summary, spec)
     _print_ui_hint(spec.tracking.uri)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from .results import studies
+    from .tracking import check_tracking_uri
+
+    check_tracking_uri(args.tracking_uri)
+    table = studies(args.tracking_uri)
+    if table.empty:
+        print(f"no studies in {args.tracking_uri}")
+    else:
+        print(table.to_string(index=False))
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -219,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("spec")
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmp_.set_defaults(fn=cmd_compare)
+
+    lst = sub.add_parser("list", help="the studies in a tracking store: phase reached, trials and runs, report")
+    lst.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="default: sqlite:///mlflow.db")
+    lst.set_defaults(fn=cmd_list)
 
     address_help = "Ray jobs API, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
     sbm = sub.add_parser("submit", help="run `study run SPEC` on a Ray cluster as a Ray job; prints its id")

@@ -45,6 +45,11 @@ def search_experiment(spec: StudySpec) -> str:
     return f"{tune_storage(spec)}/{SEARCH_EXPERIMENT}"
 
 
+def search_plan_file(spec: StudySpec) -> Path:
+    """The search's Tune experiments (the first, then one per raise of its budget) and their budgets."""
+    return study_dir(spec) / "search_plan.json"
+
+
 def search_summary_file(spec: StudySpec) -> Path:
     return study_dir(spec) / "search_summary.json"
 
@@ -67,6 +72,23 @@ def optuna_storage_uri(spec: StudySpec) -> str:
     folder = study_dir(spec)
     folder.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the file's folder
     return f"sqlite:///{folder / 'optuna.db'}"
+
+
+SQLITE_BUSY_S = 60.0  # how long a write waits for another process's lock on a SQLite database
+
+
+def optuna_storage(spec: StudySpec):
+    """The Optuna storage of the study's searches. On SQLite a write waits up to ``SQLITE_BUSY_S``
+    for another process's lock (optuna-dashboard reading the file holds it) instead of failing at
+    once, and a new file's tables are created by one process at a time."""
+    import optuna
+
+    from .tracking import sqlite_init_lock
+
+    uri = optuna_storage_uri(spec)
+    kwargs = {"connect_args": {"timeout": SQLITE_BUSY_S}} if uri.startswith("sqlite:") else {}
+    with sqlite_init_lock(uri):
+        return optuna.storages.RDBStorage(uri, engine_kwargs=kwargs)
 
 
 def optuna_study_name(spec: StudySpec, strategy: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from trainables.config import parse_config
 from trainables.data import ImageArrays, split_by_patient
 from trainables.errors import ConfigError
-from trainables.metric_names import check_class_metric, resolve_class
+from trainables.metric_names import check_class_metric, class_keys, resolve_class
 
 from .spec import StudySpec
 
@@ -18,6 +18,10 @@ from .spec import StudySpec
 def check_data(spec: StudySpec, arrays: ImageArrays) -> None:
     """Raise :class:`ConfigError` (a class the data lack) or ``DataError`` (a split that cannot be
     made), naming the field."""
+    try:
+        class_keys(arrays.class_names)
+    except ValueError as exc:
+        raise ConfigError(f"data: {exc}") from None
     configs = {s: parse_config(spec.base_config(s, seed=spec.search.seed)) for s in spec.strategies}
     named = {"search.metric": [spec.search.metric], "search.objectives": spec.search.objectives,
              "repeats.metrics": spec.repeats.metrics}

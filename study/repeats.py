@@ -8,6 +8,7 @@ MLflow are not run again, so raising ``repeats.seeds`` later only runs the new s
 from __future__ import annotations
 
 import json
+import sys
 
 from ray import tune
 
@@ -25,7 +26,7 @@ from .tune_adapter import RepeatView
 
 def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | None = None) -> None:
     """Run every (strategy, seed) pair not yet FINISHED in MLflow, as one Tune grid (FIFO); with
-    ``resume``, first finish the grid an interrupted run left."""
+    ``resume``, first finish the grid an interrupted run left. Ray starts only when there is work."""
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     tracker = StudyTracker.of(spec)
@@ -34,28 +35,38 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"runs": 0}
     interrupted_message = (f"the repeats of study {spec.name!r} were interrupted; their state is saved: "
                            "continue with --resume")
-    arrays = arrays if arrays is not None else load_arrays(spec.data)
-    check_data(spec, arrays)
-    with PhaseRunner(spec, arrays, view) as runner:
-        parents = {s: tracker.parent_run(s, REPEAT) for s in spec.strategies}
-        interrupted_grid = f"{storage}/{plan.get('name')}"
-        if resume and plan.get("name") and not plan.get("done") and tune.Tuner.can_restore(interrupted_grid):
-            runner.fit(interrupted_grid, len(plan["pairs"]), None, resume=True, resume_errored=True,
-                       interrupted_message=interrupted_message)
-        done, unfinished = repeat_runs(tracker)
-        for run in unfinished:  # failed or interrupted without --resume: these pairs run again
-            tracker.client.delete_run(run.info.run_id)
-        missing = sorted({(s, k) for s in spec.strategies for k in spec.repeat_seeds} - set(done))
-        if missing:
-            plan = {"runs": plan["runs"] + 1, "name": f"repeat-{plan['runs'] + 1}", "done": False,
-                    "pairs": missing}
-            write_json(plan_path, plan)
-            runner.fit(f"{storage}/{plan['name']}", len(missing),
-                       lambda trainable: _grid(spec, trainable, plan["name"], missing, view, tracker, parents),
-                       resume=False, resume_errored=False, interrupted_message=interrupted_message)
-        write_json(plan_path, plan | {"done": True})
+    parents = {s: tracker.parent_run(s, REPEAT) for s in spec.strategies}
+    interrupted_grid = f"{storage}/{plan.get('name')}"
+    restore = bool(resume and plan.get("name") and not plan.get("done") and tune.Tuner.can_restore(interrupted_grid))
+    if restore or _missing(spec, tracker):
+        arrays = arrays if arrays is not None else load_arrays(spec.data)
+        check_data(spec, arrays)
+        with PhaseRunner(spec, arrays, view) as runner:
+            if restore:  # finish the interrupted grid first
+                runner.fit(interrupted_grid, len(plan["pairs"]), None, resume=True, resume_errored=True,
+                           interrupted_message=interrupted_message)
+            if missing := _missing(spec, tracker, delete_unfinished=True):
+                plan = {"runs": plan["runs"] + 1, "name": f"repeat-{plan['runs'] + 1}", "done": False,
+                        "pairs": missing}
+                write_json(plan_path, plan)
+                runner.fit(f"{storage}/{plan['name']}", len(missing),
+                           lambda trainable: _grid(spec, trainable, plan["name"], missing, view, tracker, parents),
+                           resume=False, resume_errored=False, interrupted_message=interrupted_message)
+    else:
+        print(f"the repeats of study {spec.name!r} are complete: nothing to run", file=sys.stderr)
+    write_json(plan_path, plan | {"done": True})
     for parent in parents.values():
         tracker.finish(parent)
+
+
+def _missing(spec: StudySpec, tracker: StudyTracker, delete_unfinished: bool = False) -> list[tuple[str, int]]:
+    """The (strategy, seed) pairs without a FINISHED repeat run; with ``delete_unfinished`` the
+    runs of pairs that failed or were interrupted without --resume are deleted (they run again)."""
+    done, unfinished = repeat_runs(tracker)
+    if delete_unfinished:
+        for run in unfinished:
+            tracker.client.delete_run(run.info.run_id)
+    return sorted({(s, k) for s in spec.strategies for k in spec.repeat_seeds} - set(done))
 
 
 def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, tracker: StudyTracker,
@@ -65,7 +76,8 @@ def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, 
                                {"study": spec.name, "phase": REPEAT}, spec.epochs, view)
     compared = spec.repeats.metrics[0]
     progress = Progress(view, {REPEAT: len(pairs)}, f"best/{compared}" if spec.repeats.use == "best"
-                        else compared, spec.epochs, phase=REPEAT)
+                        else compared, spec.epochs, phase=REPEAT,
+                        mode="min" if compared.endswith("loss") else "max")
     return tune.Tuner(
         trainable, param_space=view.param_space(pairs),
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import html
+import sys
 from dataclasses import asdict
 
 import pandas as pd
+from tqdm import tqdm
 
 from . import plots
 from .errors import StudyError
 from .layout import report_dir
+from .progress import plural, progress_bar
 from .results import class_names, metric_curves, repeat_table, summed_confusions
 from .spec import StudySpec
 from .stats import MetricReport, compare
@@ -27,7 +30,7 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         raise StudyError(f"compare.baseline: no finished repeats of {spec.compare.baseline!r} in MLflow")
     absent = [s for s in spec.strategies if s not in strategies]
     out = {}
-    for metric in spec.repeats.metrics:
+    for metric in _bar(spec.repeats.metrics, "statistics", "metric"):
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
@@ -38,6 +41,11 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         if absent:
             out[metric].warnings.insert(0, f"left out, without a finished repeat run: {', '.join(absent)}")
     return out
+
+
+def _bar(items, what: str, unit: str) -> tqdm:
+    """``items`` with a progress bar on stderr."""
+    return progress_bar(items, f"compare: {what}", unit)
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -61,6 +69,8 @@ def run_compare(spec: StudySpec) -> dict:
     if long.empty:
         raise StudyError(f"no finished repeat runs of study {spec.name!r} in MLflow: run `study repeat` first")
     long = long.sort_values(["strategy", "seed"]).reset_index(drop=True)
+    print(f"compare: {plural(len(long), 'repeat run')} of {plural(long.strategy.nunique(), 'strategy')} "
+          "read from MLflow", file=sys.stderr, flush=True)
     reports = analyse(spec, long)
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     out = report_dir(spec)

@@ -4,13 +4,16 @@ confusion matrices and class names the report draws."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from .errors import StudyError
-from .spec import StudySpec
+from .progress import progress_bar
+from .spec import StudySpec, changed_fields
 from .tracking import StudyTracker
 
 REPEAT = "repeat"  # the repeat phase's tag
@@ -31,6 +34,47 @@ def best_configs(spec: StudySpec, tracker: StudyTracker) -> dict[str, dict]:
             raise StudyError(f"the search of strategy {strategy!r} has no successful trial to repeat")
         configs[strategy] = best["config"]
     return configs
+
+
+# Spec fields a later phase (or a resumed search) may change: they do not touch the search's trials.
+AFTER_SEARCH = ("repeats.", "compare.", "resources.", "ray.", "failure.", "tracking.", "storage_shared",
+                "search.max_concurrent")
+
+
+def search_changes(spec: StudySpec, recorded: dict | None) -> dict[str, tuple]:
+    """The spec fields that differ from ``recorded`` (the spec the search ran with,
+    :func:`recorded_spec`), beyond ``AFTER_SEARCH`` (none without a record): field -> (then, now)."""
+    if recorded is None:
+        return {}
+    return {k: v for k, v in changed_fields(recorded, spec.model_dump(mode="json")).items()
+            if not k.startswith(AFTER_SEARCH)}
+
+
+def refuse_search_changes(spec: StudySpec, tracker: StudyTracker, command: str) -> None:
+    """A phase after the search re-runs the searched configs: a change it cannot honour (training,
+    data, model, strategies, search) is one :class:`StudyError` naming the fields."""
+    changes = search_changes(spec, recorded_spec(tracker))
+    if changes:
+        raise StudyError(f"{command} re-runs the configs the search of study {spec.name!r} chose and honours "
+                         f"only the repeats, compare, resources, ray and failure settings; changed since the "
+                         f"search: {describe_changes(changes)}: undo them, or run the search again "
+                         "(study run --fresh)")
+
+
+def describe_changes(changes: dict[str, tuple]) -> str:
+    return "; ".join(f"{k}: {then!r} -> {now!r}" for k, (then, now) in changes.items())
+
+
+def recorded_spec(tracker: StudyTracker) -> dict | None:
+    """The spec (its JSON dump) the study's search ran with, from a search parent run in MLflow;
+    None when the study has no search there yet."""
+    parents = [r for r in tracker.find_runs(phase="search") if r.data.tags.get("role") == "parent"]
+    for run in parents:
+        try:
+            return json.loads(Path(tracker.client.download_artifacts(run.info.run_id, "spec.json")).read_text())
+        except (OSError, ValueError, MlflowException):
+            continue
+    return None
 
 
 def repeat_runs(tracker: StudyTracker) -> tuple[dict[tuple[str, int], object], list]:
@@ -68,18 +112,23 @@ def metric_curves(tracker: StudyTracker, long: pd.DataFrame, metric: str) -> dic
     """Per strategy, the per-epoch history of ``metric`` of each of its runs (seeds x epochs,
     NaN-padded to the longest)."""
     curves = {}
+    bar = progress_bar(None, f"compare: {metric} curves", "run", total=len(long))
     for strategy, part in long.groupby("strategy", sort=False):
-        series = [[m.value for m in sorted(tracker.client.get_metric_history(r, metric),
-                                           key=lambda m: m.step)] for r in part.run_id]
+        series = []
+        for run_id in part.run_id:
+            series.append([m.value for m in sorted(tracker.client.get_metric_history(run_id, metric),
+                                                   key=lambda m: m.step)])
+            bar.update(1)
         width = max((len(s) for s in series), default=0)
         curves[strategy] = np.array([s + [np.nan] * (width - len(s)) for s in series], float)
+    bar.close()
     return curves
 
 
 def summed_confusions(tracker: StudyTracker, long: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
     """Per strategy, the confusion matrix ``key`` summed over its runs."""
     sums: dict[str, np.ndarray] = {}
-    for strategy, run_id in zip(long.strategy, long.run_id):
+    for strategy, run_id in progress_bar(list(zip(long.strategy, long.run_id)), "compare: confusion matrices", "run"):
         path = tracker.client.download_artifacts(run_id, "confusion_matrices.json")
         cm = np.array(json.loads(Path(path).read_text())[key])
         sums[strategy] = sums.get(strategy, 0) + cm
@@ -91,3 +140,35 @@ def class_names(tracker: StudyTracker, strategy: str) -> list[str]:
     parent = tracker.parent_run(strategy, "search")
     path = tracker.client.download_artifacts(parent, "data_manifest.json")
     return json.loads(Path(path).read_text())["class_names"]
+
+
+def studies(uri: str) -> pd.DataFrame:
+    """Every study in a tracking store: its experiment, the furthest phase it reached, its search
+    trials and repeat runs by status, whether its report exists and whether a process holds it now
+    (its lease in MLflow is fresh)."""
+    from mlflow import MlflowClient
+
+    from .lock import LEASE_S, LEASE_TAG
+
+    client, rows = MlflowClient(uri), []
+    for exp in client.search_experiments():
+        lease = json.loads(exp.tags[LEASE_TAG]) if LEASE_TAG in exp.tags else {}
+        held = bool(lease) and not lease.get("released") and time.time() - lease.get("heartbeat", 0) < LEASE_S
+        by_study: dict[str, list] = {}
+        for run in client.search_runs([exp.experiment_id], max_results=10000):
+            if "study" in run.data.tags:
+                by_study.setdefault(run.data.tags["study"], []).append(run)
+        for study, runs in sorted(by_study.items()):
+            def count(phase: str) -> str:
+                trials = [r.info.status for r in runs if r.data.tags.get("phase") == phase and "trial_id" in r.data.tags]
+                return ", ".join(f"{trials.count(s)} {s.lower()}" for s in ("FINISHED", "FAILED", "RUNNING")
+                                 if trials.count(s)) or "-"
+            phases = {r.data.tags.get("phase") for r in runs}
+            reached = next((p for p in ("compare", "repeat", "search") if p in phases), "-")
+            report = any(r.data.tags.get("phase") == "compare" and r.info.status == "FINISHED" for r in runs)
+            rows.append({"study": study, "experiment": exp.name, "phase": reached, "search trials": count("search"),
+                         "repeat runs": count(REPEAT), "report": "yes" if report else "no",
+                         "running now": f"{lease.get('command')} (pid {lease.get('pid')} on {lease.get('host')})"
+                         if held and lease.get("study", study) == study else "no"})
+    return pd.DataFrame(rows, columns=["study", "experiment", "phase", "search trials", "repeat runs", "report",
+                                       "running now"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
         # The Ray Client server starts a process per driver, which can die while starting
         # ("Initialization failure from server"); a second try gets a fresh one.
         attempts = 3 if address.startswith("ray://") else 1
+        print(f"connecting to Ray at {address} ...", file=sys.stderr, flush=True)
         for attempt in range(1, attempts + 1):
             try:
                 ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -59,9 +61,12 @@ def connect_ray(spec: StudySpec, object_store_bytes: int) -> bool:
             ray.shutdown()
             raise
         return True
+    start = time.perf_counter()
+    print(f"starting a local Ray ({spec.ray.num_cpus or os.cpu_count()} CPUs) ...", file=sys.stderr, flush=True)
     ray.init(num_cpus=spec.ray.num_cpus, num_gpus=spec.ray.num_gpus, include_dashboard=False,
              object_store_memory=spec.ray.object_store_memory or max(100 << 20, 4 * object_store_bytes),
              logging_level="WARNING", log_to_driver=False)
+    print(f"Ray ready in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     return True
 
 
@@ -116,23 +121,34 @@ def check_resources(spec: StudySpec) -> None:
                      "resources.cpu / resources.gpu, or set ray.autoscaling: true if an autoscaler adds such nodes")
 
 
-def interrupted(trials: list, expected: int) -> bool:
-    """Whether an experiment's trials, as its state saved on disk holds them, are fewer than
-    ``expected`` or not all finished (the grid an interrupted fit returns calls every trial
-    TERMINATED, started or not)."""
-    return len(trials) < expected or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
-
-
 @dataclass
 class TrialResult:
-    """One trial's end: its last metrics (empty when it reported none), its error (or None), its
-    folder and its Tune config (which Tune's own ``Result`` loses for a restored trial that never
-    reported)."""
+    """One trial of an experiment, as its state saved on disk holds it: its last metrics (empty when
+    it reported none), its error (or None), its folder, its Tune config (which Tune's own ``Result``
+    loses for a restored trial that never reported) and whether it finished (ended or failed; the
+    grid an interrupted fit returns calls every trial TERMINATED, started or not)."""
 
     metrics: dict
     error: Exception | None
     path: str
     config: dict
+    finished: bool
+
+
+def experiment_results(path: str) -> list[TrialResult]:
+    """Every trial of the Tune experiment at ``path`` (local or a URI), read from its saved state
+    (no Ray needed)."""
+    analysis = tune.ExperimentAnalysis(path)  # ResultGrid holds one Result per trial, in this order
+    return [TrialResult(r.metrics or {}, r.error, r.path, t.config, t.status in ("TERMINATED", "ERROR"))
+            for t, r in zip(analysis.trials, tune.ResultGrid(analysis), strict=True)]
+
+
+def finished(path: str, expected: int) -> bool:
+    """Whether the experiment at ``path`` exists and ended with ``expected`` finished trials."""
+    if not tune.Tuner.can_restore(path):
+        return False
+    results = experiment_results(path)
+    return len(results) >= expected and all(r.finished for r in results)
 
 
 class PhaseRunner:
@@ -179,10 +195,8 @@ class PhaseRunner:
                                        resume_errored=resume_errored)
         else:
             tuner = make(self.trainable)
-        results = list(tuner.fit())
-        trials = tune.ExperimentAnalysis(path).trials
-        if interrupted(trials, expected):
+        tuner.fit()
+        results = experiment_results(path)
+        if len(results) < expected or any(not r.finished for r in results):
             raise StudyInterrupted(interrupted_message)
-        configs = {t.path: t.config for t in trials}
-        return [TrialResult(r.metrics or {}, r.error, r.path, configs.get(r.path) or r.config or {})
-                for r in results]
+        return results

@@ -3,6 +3,7 @@ strategies in one Ray Tune experiment (see :mod:`study.strategy_search`); every 
 child run; resumable."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,19 @@ from trainables.data import ImageArrays, load_arrays
 
 from .errors import StudyError
 from .layout import (
-    SEARCH_EXPERIMENT,
     check_writable,
-    optuna_storage_uri,
+    optuna_storage,
     optuna_study_name,
     search_experiment,
+    search_plan_file,
     search_summary_file,
     tune_storage,
 )
 from .pareto import pareto_indices
 from .preflight import check_data
 from .progress import Progress
-from .runtime import PhaseRunner, trial_slots
+from .results import describe_changes, recorded_spec, search_changes
+from .runtime import PhaseRunner, experiment_results, finished, trial_slots
 from .spec import StudySpec
 from .ssl_stage import run_ssl_stages
 from .strategy_search import (
@@ -102,7 +104,7 @@ def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
     fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(path)
-    storage = optuna_storage_uri(spec)
+    storage = optuna_storage(spec)
     for s in spec.strategies:
         try:
             optuna.delete_study(study_name=optuna_study_name(spec, s), storage=storage)
@@ -114,26 +116,31 @@ def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
 
 def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                arrays: ImageArrays | None = None) -> dict:
-    """Search every strategy of the spec in one Tune experiment; returns (and writes) the search
-    summary."""
+    """Search every strategy of the spec in one Tune experiment (plus one per later budget raise);
+    returns (and writes) the search summary. A finished search is summarised without starting Ray."""
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     if note := spec.search.random_search_note():
         print(note, file=sys.stderr)
-    path = search_experiment(spec)
-    if not (resume or fresh) and tune.Tuner.can_restore(path):
-        raise StudyError(f"{tune_storage(spec)} already holds a search of study {spec.name!r}: pass "
-                         "--resume to continue it or --fresh to start over")
+    tracker = StudyTracker.of(spec)
+    experiments = _plan(spec, tracker, resume, fresh)
     arrays = arrays if arrays is not None else load_arrays(spec.data)
     check_data(spec, arrays)
-    with PhaseRunner(spec, arrays, VIEW, prepare=lambda: _prepare_tracking(spec, arrays, fresh)) as runner:
-        tracker, parents = runner.prepared
-        run_ssl_stages(spec, arrays, tracker)
-        results = runner.fit(
-            path, spec.search.samples_per_strategy * len(spec.strategies),
-            lambda trainable: _tuner(spec, trainable, parents, tracker), resume=resume, resume_errored=False,
-            interrupted_message=f"study {spec.name!r} was interrupted during its search; its state is "
-                                "saved: continue with --resume")
+    n = len(spec.strategies)
+    todo = [(path, k) for path, k in experiments if not finished(path, k * n)]
+    if todo:
+        with PhaseRunner(spec, arrays, VIEW, prepare=lambda: _prepare_tracking(spec, arrays, tracker)) as runner:
+            parents = runner.prepared
+            run_ssl_stages(spec, arrays, tracker)
+            for path, k in todo:
+                runner.fit(path, k * n, lambda trainable: _tuner(spec, trainable, parents, tracker, path, k),
+                           resume=True, resume_errored=False,
+                           interrupted_message=f"study {spec.name!r} was interrupted during its search; its "
+                                               "state is saved: continue with --resume")
+    else:
+        print(f"the search of study {spec.name!r} is complete: summarising it from its records", file=sys.stderr)
+        parents = _prepare_tracking(spec, arrays, tracker)
+    results = [r for path, _ in experiments for r in experiment_results(path)]
     summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
                "objectives": spec.search.objectives,
                "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
@@ -151,31 +158,64 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     return summary
 
 
-def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, fresh: bool) -> tuple[StudyTracker, dict]:
-    """The study's experiment (emptied with ``fresh``) and each strategy's search parent run, with
-    the spec, the data manifest and the data set logged to it."""
-    tracker = StudyTracker.of(spec)
+def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool) -> list[tuple[str, int]]:
+    """The search's Tune experiments and each one's samples per strategy: the first, and one more
+    for each raise of ``search.samples_per_strategy`` on a resumed study (its Optuna studies carry
+    on, so TPE learns from every earlier trial). Refuses a resume whose spec changed otherwise."""
+    first = search_experiment(spec)
+    plan_file = search_plan_file(spec)
     if fresh:
         _reset(spec, tracker)
+    elif tune.Tuner.can_restore(first) and not resume:
+        raise StudyError(f"{tune_storage(spec)} already holds a search of study {spec.name!r}: pass "
+                         "--resume to continue it or --fresh to start over")
+    recorded = recorded_spec(tracker) if resume else None
+    planned = json.loads(plan_file.read_text()) if plan_file.is_file() and not fresh else None
+    if recorded is not None:
+        before, now = recorded["search"]["samples_per_strategy"], spec.search.samples_per_strategy
+        changes = {k: v for k, v in search_changes(spec, recorded).items() if k != "search.samples_per_strategy"}
+        if now < before:
+            changes["search.samples_per_strategy"] = (before, now)
+        if changes:
+            raise StudyError(f"--resume: the spec of study {spec.name!r} changed since its search started "
+                             f"({describe_changes(changes)}); a resumed search keeps its spec (only a larger "
+                             "search.samples_per_strategy and the repeats, compare, resources, ray and failure "
+                             "settings may change): undo the change, start over with --fresh, or give the study "
+                             "a new name")
+        planned = planned or [{"name": first.rsplit("/", 1)[-1], "samples": before}]
+    planned = planned or [{"name": first.rsplit("/", 1)[-1], "samples": spec.search.samples_per_strategy}]
+    extra = spec.search.samples_per_strategy - sum(p["samples"] for p in planned)
+    if extra > 0:
+        planned.append({"name": f"{first.rsplit('/', 1)[-1]}-{len(planned) + 1}", "samples": extra})
+        print(f"note: search.samples_per_strategy grew to {spec.search.samples_per_strategy}: {extra} more "
+              "trial(s) per strategy, their samplers informed by every earlier trial", file=sys.stderr)
+    write_json(plan_file, planned)
+    return [(f"{tune_storage(spec)}/{p['name']}", p["samples"]) for p in planned]
+
+
+def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, tracker: StudyTracker) -> dict[str, str]:
+    """Each strategy's search parent run, with the spec, the data manifest and the data set logged
+    to it."""
     parents = {s: tracker.parent_run(s, "search") for s in spec.strategies}
     for parent in parents.values():
         tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), arrays.manifest,
                                   str(spec.data.path or arrays.manifest.get("source", "synthetic")))
-    return tracker, parents
+    return parents
 
 
-def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTracker) -> tune.Tuner:
+def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTracker, path: str,
+           samples: int) -> tune.Tuner:
+    """The Tune experiment at ``path`` (storage/name) giving each strategy ``samples`` trials."""
     objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
     metric = objectives or spec.search.metric
     mode = [spec.search.mode] * len(objectives) if objectives else spec.search.mode
-    storage = optuna.storages.RDBStorage(optuna_storage_uri(spec))
+    storage = optuna_storage(spec)
     searchers = {s: ResumableOptunaSearch(
         space={k: optuna_distribution(d) for k, d in spec.space(s).items()},
         metric=metric, mode=mode, sampler=optuna_sampler(spec.search), storage=storage,
         study_name=optuna_study_name(spec, s)) for s in spec.strategies}
     bases = {s: spec.base_config(s, seed=spec.search.seed) for s in spec.strategies}
-    searcher = StrategySearch(searchers, bases, spec.search.samples_per_strategy,
-                              spec.search.max_concurrent, metric, mode)
+    searcher = StrategySearch(searchers, bases, samples, spec.search.max_concurrent, metric, mode)
     scheduler = (StrategyScheduler(lambda: ASHAScheduler(
                      metric=spec.search.metric, mode=spec.search.mode, time_attr="training_iteration",
                      max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
@@ -184,7 +224,7 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
                  if spec.scheduler.type == "asha" else FIFOScheduler())
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
                                {"study": spec.name, "phase": "search"}, spec.epochs, VIEW)
-    totals = dict.fromkeys(spec.strategies, spec.search.samples_per_strategy)
+    totals = dict.fromkeys(spec.strategies, samples)
     # Tune queues as many pending trials as its ConcurrencyLimiter allows (else one, for a custom
     # searcher: trial actors would start one after another, each waiting for the last to import torch)
     cap = (spec.search.max_concurrent * len(spec.strategies) if spec.search.max_concurrent
@@ -194,10 +234,11 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, max_concurrent_trials=cap,
                                     num_samples=sum(totals.values()), reuse_actors=True),
         run_config=tune.RunConfig(
-            name=SEARCH_EXPERIMENT, storage_path=tune_storage(spec), verbose=0,
+            name=path.rsplit("/", 1)[-1], storage_path=path.rsplit("/", 1)[0], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger, Progress(VIEW, totals, spec.search.metric, spec.epochs)]))
+            callbacks=[logger, Progress(VIEW, totals, spec.search.metric, spec.epochs,
+                                                mode=spec.search.mode)]))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:

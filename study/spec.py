@@ -333,6 +333,22 @@ def _absolute_paths(config: dict) -> None:
             node[key] = str(Path(node[key]).expanduser().resolve())
 
 
+def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"training.lr": 0.001, ...}`` (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out |= flat(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def changed_fields(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """Dotted spec keys whose values differ between two spec dumps: key -> (old, new)."""
+    a, b = flat(old), flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 def set_dotted(config: dict, key: str, value: Any) -> None:
     """``set_dotted(c, "vabal.exponent", 2)`` sets ``c["vabal"]["exponent"] = 2``."""
     *parents, leaf = key.split(".")

@@ -44,15 +44,35 @@ def optuna_sampler(search: SearchConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup)
 
 
+class ResultNotStored(RuntimeError):
+    """Optuna's storage did not take a finished trial's result: its sampler would never learn it."""
+
+
 class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch whose persisted study may be ahead of Tune's last experiment snapshot (after a
-    hard kill): a result for a trial the storage already holds as finished is ignored."""
+    hard kill): a result for a trial the storage already holds as finished is ignored. A finished
+    trial whose result the storage did not take (Ray's OptunaSearch only logs that) is an error."""
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
             super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        super().on_trial_complete(trial_id, result=result, error=error)
+        if ot_trial is None:
+            return
+        try:
+            trials = self._ot_study.get_trials(deepcopy=False)
+            why = "its storage is locked or unreachable"
+        except Exception as exc:  # noqa: BLE001 - any storage failure means the result is not there
+            trials, why = [], f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        stored = next((t for t in trials if t.number == ot_trial.number), None)
+        if stored is None or not stored.state.is_finished():
+            raise ResultNotStored(f"Optuna study {self._ot_study.study_name!r} did not store the result of "
+                                  f"trial {trial_id} ({why}); the search stops here: continue it with --resume")
 
 
 class StrategySearch(Searcher):

@@ -1,9 +1,11 @@
 """``study data synth``: write the synthetic data set as an image folder plus COVIDx metadata."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PIL import Image
+from tqdm import tqdm
 
 from trainables.data import synthetic
 
@@ -15,11 +17,13 @@ def write_synthetic(out: str | Path, n: int, seed: int, size: int = 256,
     """Render ``n`` images and write ``out/<class>/<file>.png`` and ``out/metadata.txt``
     (``patient_id filename label source`` per line, the COVIDx format). Returns ``out``."""
     out = Path(out)
-    arrays = synthetic.generate(n, size, seed, difficulty)
+    arrays = synthetic.generate(n, size, seed, difficulty, progress=True)
     lines = []
     for c in arrays.class_names:
         (out / c).mkdir(parents=True, exist_ok=True)
-    for i, (img, label, patient) in enumerate(zip(arrays.images, arrays.labels, arrays.patient_ids)):
+    rows = zip(arrays.images, arrays.labels, arrays.patient_ids)
+    for i, (img, label, patient) in enumerate(tqdm(rows, total=n, desc="writing PNGs", unit="img", file=sys.stderr,
+                                                   mininterval=0.5 if sys.stderr.isatty() else 30)):
         name = arrays.class_names[label]
         filename = f"{patient}-{i:06d}.png"
         Image.fromarray(img[0]).save(out / name / filename, compress_level=1)

@@ -6,12 +6,15 @@ continues its runs instead of opening second ones.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -51,6 +54,23 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
                             "postgresql://, mysql://)")
 
 
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite database file (``<db>.init-lock``) for the block, so
+    two processes never create its tables at once (alembic fails on the second); other URIs need
+    none."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///")).resolve()
+    with open(path.with_name(path.name + ".init-lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
     """Nested config -> flat ``{"data.load_size": "36", "lr": "0.001"}`` for MLflow params (unset
     values, None, are left out)."""
@@ -78,12 +98,13 @@ class StudyTracker:
 
     def __init__(self, uri: str, experiment: str, study: str) -> None:
         self.uri, self.study = uri, study
-        self.client = MlflowClient(uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None and found.lifecycle_stage == "deleted":
-            self.client.restore_experiment(found.experiment_id)
-        self.experiment_id = (found.experiment_id if found is not None
-                              else self.client.create_experiment(experiment))
+        with sqlite_init_lock(uri):  # the client and its first call create a new database's tables
+            self.client = MlflowClient(uri)
+            found = self.client.get_experiment_by_name(experiment)
+            if found is not None and found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            self.experiment_id = (found.experiment_id if found is not None
+                                  else self.client.create_experiment(experiment))
 
     @classmethod
     def of(cls, spec: StudySpec) -> StudyTracker:
@@ -156,10 +177,11 @@ class MLflowTrialLogger(LoggerCallback):
         self.tags, self.epochs, self.view = tags, epochs, view
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
+        self._open: set[str] = set()  # runs started or resumed and not ended yet
 
     def setup(self, *args, **kwargs) -> None:
         self.client = MlflowClient(self.uri)
-        self._runs, self._last_epoch = {}, {}
+        self._runs, self._last_epoch, self._open = {}, {}, set()
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "client"}
@@ -185,32 +207,53 @@ class MLflowTrialLogger(LoggerCallback):
             for i in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[i:i + 100])
         self._runs[trial.trial_id] = run_id
+        self._open.add(run_id)
         return run_id
 
     def log_trial_start(self, trial) -> None:
-        self._run_for(trial)
+        with self._failing_runs():
+            self._run_for(trial)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        run_id = self._run_for(trial)
-        epoch = int(result.get("epoch", iteration))
-        if epoch <= self._last_epoch.get(trial.trial_id, 0):
-            return  # already logged before the trial was restored
-        self._last_epoch[trial.trial_id] = epoch
-        tags = [RunTag("ray_node", str(result["node_id"]))] if "node_id" in result else []
-        log_epoch(self.client, run_id, result, epoch, tags)
-        matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
-        if matrices:
-            self.client.log_dict(run_id, matrices, "confusion_matrices.json")
+        with self._failing_runs():
+            run_id = self._run_for(trial)
+            epoch = int(result.get("epoch", iteration))
+            if epoch <= self._last_epoch.get(trial.trial_id, 0):
+                return  # already logged before the trial was restored
+            self._last_epoch[trial.trial_id] = epoch
+            tags = [RunTag("ray_node", str(result["node_id"]))] if "node_id" in result else []
+            log_epoch(self.client, run_id, result, epoch, tags)
+            matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
+            if matrices:
+                self.client.log_dict(run_id, matrices, "confusion_matrices.json")
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        run_id = self._run_for(trial)
-        tags = end_tags(self._last_epoch.get(trial.trial_id, 0), self.epochs, failed)
-        if failed and trial.error_file and Path(trial.error_file).is_file():
-            tags["error"] = error_line(Path(trial.error_file).read_text())
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, v)
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-        self.client.set_terminated(run_id, status)
+        with self._failing_runs():
+            run_id = self._run_for(trial)
+            tags = end_tags(self._last_epoch.get(trial.trial_id, 0), self.epochs, failed)
+            if failed and trial.error_file and Path(trial.error_file).is_file():
+                tags["error"] = error_line(Path(trial.error_file).read_text())
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, v)
+            status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+            self.client.set_terminated(run_id, status)
+            self._open.discard(run_id)
+
+    @contextlib.contextmanager
+    def _failing_runs(self) -> Iterator[None]:
+        """When the logger itself fails (Tune then stops the experiment), every run it opened and did
+        not end is ended FAILED with the logger's error, instead of staying RUNNING."""
+        try:
+            yield
+        except Exception as exc:
+            why = f"the MLflow logger failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            for run_id in list(self._open):
+                try:
+                    self.client.set_tag(run_id, "error", why)
+                    self.client.set_terminated(run_id, "FAILED")
+                except Exception:  # noqa: BLE001 - the store itself may be what failed
+                    pass
+            raise
 
 
 def log_epoch(client: MlflowClient, run_id: str, result: dict, epoch: int,

@@ -57,7 +57,7 @@ def test_local_storage_path_on_two_nodes_is_one_error_before_any_trial(cluster, 
     assert r.returncode == 2, r.stdout + r.stderr
     assert "study: error: storage_path:" in r.stderr and "the Ray cluster has 2 nodes" in r.stderr
     assert "storage_shared: true" in r.stderr and "Traceback" not in r.stderr
-    assert not (path.parent / "results" / "localstore").exists() and not children(path, "localstore")
+    assert not (path.parent / "results" / "localstore" / "search").exists() and not children(path, "localstore")
 
 
 def test_submit_status_and_logs_through_the_jobs_api(cluster, tiny_spec_file):

@@ -183,3 +183,42 @@ def test_startup_trials_are_the_random_draws_before_tpe_uses_its_model():
 def test_a_budget_within_the_random_startup_trials_is_noted(settings, note):
     got = SearchConfig(**settings).random_search_note()
     assert got is None if note is None else note in got
+
+
+def _locked(path, seconds, ready):
+    """Hold an exclusive write lock on a SQLite file for ``seconds`` (as optuna-dashboard may)."""
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    ready.set()
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+@pytest.mark.parametrize("busy_s, stored", [(30.0, True), (0.5, False)])
+def test_a_result_waits_for_a_locked_optuna_database_or_fails_loudly(tmp_path, busy_s, stored):
+    import threading
+
+    from study.strategy_search import ResultNotStored
+
+    db = tmp_path / "optuna.db"
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": busy_s}})
+    search = ResumableOptunaSearch(space={"lr": optuna_distribution(SPACE["lr"])}, metric="score", mode="max",
+                                   sampler=optuna.samplers.TPESampler(seed=0), storage=storage, study_name="s")
+    search.suggest("t1")
+    ready = threading.Event()
+    holder = threading.Thread(target=_locked, args=(db, 3.0, ready))
+    holder.start()
+    ready.wait()
+    try:
+        if stored:
+            search.on_trial_complete("t1", {"score": 0.7})
+            assert [t.value for t in optuna.load_study(study_name="s", storage=storage).trials] == [0.7]
+        else:
+            with pytest.raises(ResultNotStored, match="did not store the result of trial t1"):
+                search.on_trial_complete("t1", {"score": 0.7})
+    finally:
+        holder.join()

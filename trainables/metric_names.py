@@ -21,11 +21,32 @@ def metric_name(v: str, splits: tuple[str, ...] = ("val",)) -> str:
     return v
 
 
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_.\- ]")
+
+
+def class_key(name: str) -> str:
+    """A class name as it appears in metric names (``recall_<key>``): every character MLflow refuses
+    in a metric key, and ``/`` (which would read as a split), becomes ``_``:
+    ``pneumonia (viral)`` -> ``pneumonia _viral_``."""
+    return _NOT_IN_KEY.sub("_", name)
+
+
+def class_keys(class_names: list[str]) -> list[str]:
+    """:func:`class_key` of every class; ``ValueError`` when two classes map to one key."""
+    keys = [class_key(c) for c in class_names]
+    for i, k in enumerate(keys):
+        if k in keys[:i]:
+            raise ValueError(f"classes {class_names[keys.index(k)]!r} and {class_names[i]!r} give one metric name "
+                             f"recall_{k}; rename one of them")
+    return keys
+
+
 def check_class_metric(v: str, class_names: list[str]) -> None:
-    """``ValueError`` when ``v`` is ``<split>/recall_<class>`` for a class the data do not have."""
+    """``ValueError`` when ``v`` is ``<split>/recall_<key>`` for no class of the data."""
     name = v.partition("/")[2]
-    if name.startswith("recall_") and name.removeprefix("recall_") not in class_names:
-        raise ValueError(f"{v!r} names no class of the data: recall_ takes one of {', '.join(class_names)}")
+    keys = class_keys(class_names)
+    if name.startswith("recall_") and name.removeprefix("recall_") not in keys:
+        raise ValueError(f"{v!r} names no class of the data: recall_ takes one of {', '.join(keys)}")
 
 
 def resolve_class(class_names: list[str], name: str, field: str = "data.positive_class") -> int:

@@ -3,6 +3,8 @@
 Ratios that are undefined on a split are reported as 0, without warnings: PPV when the positive
 class is never predicted, sensitivity and PR-AUC when the split has no positive sample,
 specificity when it has only positives, and ``recall_<class>`` for a class absent from the split.
+``<class>`` is the class name with what MLflow refuses in a metric key replaced
+(:func:`~trainables.metric_names.class_key`).
 Balanced accuracy is the mean recall over the classes present in the split (scikit-learn's
 definition); macro F1 averages over every class.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
 
-from .metric_names import resolve_class
+from .metric_names import class_keys, resolve_class
 
 __all__ = ["classification_metrics", "resolve_class"]
 
@@ -38,7 +40,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, loss: float,
         "specificity": float((negatives - fp) / negatives) if negatives else 0.0,
         "pr_auc": float(average_precision_score(is_pos, probs[:, positive])) if is_pos.any() else 0.0,
     }
-    for i, name in enumerate(class_names):
-        out[f"recall_{name}"] = float(recall[i])
+    for i, key in enumerate(class_keys(class_names)):
+        out[f"recall_{key}"] = float(recall[i])
     out["confusion_matrix"] = cm.tolist()
     return out

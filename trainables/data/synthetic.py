@@ -9,7 +9,10 @@ some (atypical, viral) pneumonia patients show too.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+from tqdm import tqdm
 
 from .arrays import ImageArrays
 
@@ -105,8 +108,10 @@ def render(rng: np.random.Generator, p: dict, size: int, difficulty: float) -> n
 
 
 def generate(n: int, size: int, seed: int = 0, difficulty: float = 1.0,
-             shares: dict[str, float] | None = None, images_per_patient: float = 3.0) -> ImageArrays:
-    """Generate ``n`` grey images of ``size`` px with the given class shares, seeded."""
+             shares: dict[str, float] | None = None, images_per_patient: float = 3.0,
+             progress: bool = False) -> ImageArrays:
+    """Generate ``n`` grey images of ``size`` px with the given class shares, seeded (a progress bar
+    on stderr with ``progress``)."""
     shares = dict(DEFAULT_SHARES if shares is None else shares)
     if set(shares) != set(CLASS_NAMES):
         raise ValueError(f"synthetic shares need exactly the classes {CLASS_NAMES}")
@@ -118,6 +123,8 @@ def generate(n: int, size: int, seed: int = 0, difficulty: float = 1.0,
     labels = np.empty(n, np.int64)
     patients = []
     i = 0
+    bar = tqdm(total=n, desc="rendering images", unit="img", disable=not progress, file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 30)
     for k, (name, count) in enumerate(zip(CLASS_NAMES, counts)):
         done = 0
         pnum = 0
@@ -129,7 +136,9 @@ def generate(n: int, size: int, seed: int = 0, difficulty: float = 1.0,
                 labels[i] = k
                 patients.append(f"{name}-{pnum:05d}")
                 i += 1
+                bar.update(1)
             done += per
             pnum += 1
+    bar.close()
     return ImageArrays(images, labels, list(CLASS_NAMES), np.array(patients),
                        manifest={"source": "synthetic", "generator_version": GENERATOR_VERSION})
