@@ -14,6 +14,11 @@ import pandas as pd  # noqa: E402
 COLORS = plt.get_cmap("tab10").colors
 
 
+def palette(strategies: list[str]) -> dict[str, tuple]:
+    """One colour per strategy, by its place in the spec, for every figure of a report."""
+    return {s: COLORS[i % len(COLORS)] for i, s in enumerate(strategies)}
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -31,7 +36,7 @@ def _grid(n: int, width: float = 4.2, height: float = 3.4):
     return fig, list(axes.flat[:n])
 
 
-def paired_strips(long: pd.DataFrame, metrics: list[str], strategies: list[str]) -> bytes:
+def paired_strips(long: pd.DataFrame, metrics: list[str], strategies: list[str], colors: dict) -> bytes:
     """Per metric: a box per strategy, every seed's values joined by a line across strategies."""
     fig, axes = _grid(len(metrics))
     x = np.arange(len(strategies))
@@ -42,22 +47,20 @@ def paired_strips(long: pd.DataFrame, metrics: list[str], strategies: list[str])
         ax.boxplot([wide[s].dropna() for s in strategies], positions=x, widths=0.5, showfliers=False,
                    zorder=2)
         for i, s in enumerate(strategies):
-            ax.scatter(np.full(wide[s].notna().sum(), x[i]), wide[s].dropna(), s=14,
-                       color=COLORS[i % 10], zorder=3)
+            ax.scatter(np.full(wide[s].notna().sum(), x[i]), wide[s].dropna(), s=14, color=colors[s], zorder=3)
         ax.set_xticks(x, strategies, rotation=30, ha="right")
         ax.set_title(metric)
     fig.suptitle("Repeats: one line per seed, joined across strategies")
     return _png(fig)
 
 
-def sensitivity_vs_ppv(long: pd.DataFrame, strategies: list[str], sens: str, ppv: str) -> bytes:
+def sensitivity_vs_ppv(long: pd.DataFrame, strategies: list[str], sens: str, ppv: str, colors: dict) -> bytes:
     """The trade-off the thesis kept meeting: each seed's (sensitivity, PPV), per strategy."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for i, s in enumerate(strategies):
+    for s in strategies:
         part = long[long.strategy == s]
-        ax.scatter(part[sens], part[ppv], s=18, alpha=0.6, color=COLORS[i % 10], label=s)
-        ax.scatter(part[sens].mean(), part[ppv].mean(), s=120, marker="X", color=COLORS[i % 10],
-                   edgecolor="black")
+        ax.scatter(part[sens], part[ppv], s=18, alpha=0.6, color=colors[s], label=s)
+        ax.scatter(part[sens].mean(), part[ppv].mean(), s=120, marker="X", color=colors[s], edgecolor="black")
     ax.set_xlabel(sens)
     ax.set_ylabel(ppv)
     ax.set_xlim(-0.02, 1.02)
@@ -67,15 +70,15 @@ def sensitivity_vs_ppv(long: pd.DataFrame, strategies: list[str], sens: str, ppv
     return _png(fig)
 
 
-def validation_curves(curves: dict[str, np.ndarray], metric: str) -> bytes:
+def validation_curves(curves: dict[str, np.ndarray], metric: str, colors: dict) -> bytes:
     """Mean per-epoch validation metric per strategy, with a +-1 std band over seeds.
     ``curves[strategy]`` is a seeds x epochs array."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (s, arr) in enumerate(curves.items()):
+    for s, arr in curves.items():
         epochs = np.arange(1, arr.shape[1] + 1)
         mean, std = np.nanmean(arr, 0), np.nanstd(arr, 0)
-        ax.plot(epochs, mean, color=COLORS[i % 10], label=s)
-        ax.fill_between(epochs, mean - std, mean + std, color=COLORS[i % 10], alpha=0.15)
+        ax.plot(epochs, mean, color=colors[s], label=s)
+        ax.fill_between(epochs, mean - std, mean + std, color=colors[s], alpha=0.15)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
@@ -112,19 +115,21 @@ def critical_difference(mean_ranks: dict[str, float], cd: float, metric: str) ->
     return _png(fig)
 
 
-def confusion_matrices(matrices: dict[str, np.ndarray], class_names: list[str]) -> bytes:
-    """Confusion matrices summed over seeds, one per strategy, rows normalised, counts printed."""
+def confusion_matrices(matrices: dict[str, np.ndarray], class_names: list[str], colors: dict) -> bytes:
+    """Confusion matrices summed over seeds, one per strategy, each row (true class) normalised to 1:
+    the share in the cell and its colour, the count below it."""
     fig, axes = _grid(len(matrices), 3.4, 3.2)
     for ax, (s, cm) in zip(axes, matrices.items()):
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for (r, c), v in np.ndenumerate(cm):
-            ax.text(c, r, int(v), ha="center", va="center", fontsize=8,
+            ax.text(c, r, f"{norm[r, c]:.2f}\n({int(v)})", ha="center", va="center", fontsize=7,
                     color="white" if norm[r, c] > 0.5 else "black")
         ticks = range(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(ticks, class_names, fontsize=8)
-        ax.set_title(s, fontsize=9)
+        ax.set_title(s, fontsize=9, color=colors.get(s, "black"), fontweight="bold")
         ax.set_xlabel("predicted", fontsize=8)
-    fig.suptitle("Test confusion matrices summed over seeds (rows: truth)")
+        ax.set_ylabel("true", fontsize=8)
+    fig.suptitle("Test confusion matrices summed over seeds, rows normalised")
     return _png(fig)

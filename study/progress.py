@@ -18,8 +18,8 @@ from .tracking import error_line
 def progress_bar(items, desc: str, unit: str, total: int | None = None) -> tqdm:
     """``items`` with a bar on stderr: refreshed in place on a terminal, a line every 30 s in a log."""
     tty = sys.stderr.isatty()
-    return tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, leave=tty,
-                mininterval=0.5 if tty else 30, dynamic_ncols=tty)
+    return tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, mininterval=0.5 if tty else 30,
+                dynamic_ncols=tty)
 
 
 def plural(n: int, word: str) -> str:

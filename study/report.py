@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import pandas as pd
-from tqdm import tqdm
 
 from . import plots
 from .errors import StudyError
@@ -30,7 +29,7 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         raise StudyError(f"compare.baseline: no finished repeats of {spec.compare.baseline!r} in MLflow")
     absent = [s for s in spec.strategies if s not in strategies]
     out = {}
-    for metric in _bar(spec.repeats.metrics, "statistics", "metric"):
+    for metric in progress_bar(spec.repeats.metrics, "compare: statistics", "metric"):
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
@@ -41,23 +40,6 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         if absent:
             out[metric].warnings.insert(0, f"left out, without a finished repeat run: {', '.join(absent)}")
     return out
-
-
-def _bar(items, what: str, unit: str) -> tqdm:
-    """``items`` with a progress bar on stderr."""
-    return progress_bar(items, f"compare: {what}", unit)
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    cells = [[str(df.index.name or "")] + [str(c) for c in df.columns]]
-    for idx, row in df.iterrows():
-        cells.append([str(idx)] + [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    lines = ["| " + " | ".join(r) + " |" for r in cells]
-    return "\n".join([lines[0], "|" + "---|" * len(cells[0]), *lines[1:]])
-
-
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(float_format=lambda v: f"{v:.4g}", border=0, classes="t", na_rep="")
 
 
 def run_compare(spec: StudySpec) -> dict:
@@ -84,27 +66,17 @@ def run_compare(spec: StudySpec) -> dict:
     friedman = {m: r.friedman for m, r in reports.items() if r.friedman}
     write_json(out / "friedman.json", friedman)
 
-    figures = {"paired": plots.paired_strips(long, spec.repeats.metrics, strategies)}
-    metrics = set(spec.repeats.metrics)
-    if {"test/sensitivity", "test/ppv"} <= metrics:
-        figures["sens_ppv"] = plots.sensitivity_vs_ppv(long, strategies, "test/sensitivity", "test/ppv")
-    figures["curves"] = plots.validation_curves(metric_curves(tracker, long, spec.search.metric),
-                                                spec.search.metric)
-    for metric, f in friedman.items():
-        figures[f"cd_{metric.replace('/', '_')}"] = plots.critical_difference(
-            f["mean_ranks"], f["critical_difference"], metric)
-    cm_key = "best/test/confusion_matrix" if spec.repeats.use == "best" else "test/confusion_matrix"
-    figures["confusion"] = plots.confusion_matrices(summed_confusions(tracker, long, cm_key),
-                                                    class_names(tracker, strategies[0]))
-    for name, png in figures.items():
-        (out / f"{name}.png").write_bytes(png)
+    figures = _figures(spec, tracker, long, strategies, friedman)
+    for figure in figures:
+        (out / f"{figure.name}.png").write_bytes(figure.png)
 
     warnings = list(dict.fromkeys(w for r in reports.values() for w in r.warnings))  # same for each metric
     sources = "split, initialisation, data order and augmentation" if spec.repeats.vary_split \
         else "initialisation, data order and augmentation (the split is fixed)"
     scope = SCOPE.format(sources=sources)
-    (out / "report.md").write_text(_markdown(spec, long, reports, friedman, warnings, scope, figures))
-    (out / "report.html").write_text(_html(spec, long, reports, friedman, warnings, scope, figures))
+    blocks = _blocks(spec, long, reports, friedman, warnings, scope, figures)
+    (out / "report.md").write_text(render_markdown(blocks))
+    (out / "report.html").write_text(render_html(blocks, f"{spec.name} report"))
 
     summary = {"study": spec.name, "baseline": spec.compare.baseline, "seeds": int(long.seed.nunique()),
                "use": spec.repeats.use, "warnings": warnings,
@@ -119,54 +91,181 @@ def run_compare(spec: StudySpec) -> dict:
     return summary
 
 
-def _markdown(spec, long, reports, friedman, warnings, scope, figures) -> str:
-    lines = [f"# Study {spec.name}: strategies compared over paired seeds", "",
-             f"{long.seed.nunique()} seeds per strategy (paired), test split, "
-             f"{'final epoch' if spec.repeats.use == 'final' else 'best-validation epoch'}; "
-             f"baseline `{spec.compare.baseline}`; Wilcoxon signed-rank, Holm-corrected per metric, "
-             f"alpha {spec.compare.alpha}.", "", scope, ""]
-    if warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
-    for metric, rep in reports.items():
-        lines += [f"## {metric}", "", _md_table(rep.per_strategy), ""]
-        lines += [f"- {c.verdict}" for c in rep.comparisons] + [""]
-        if metric in friedman:
-            f = friedman[metric]
-            lines += [f"Friedman chi2 = {f['statistic']:.3g}, p = {f['p_value']:.3g}; mean ranks "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["mean_ranks"].items(), key=lambda kv: kv[1]))
-                      + f"; Nemenyi CD = {f['critical_difference']:.2f}", ""]
-    lines += [f"![{name}]({name}.png)" for name in figures]
-    return "\n".join(lines) + "\n"
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    caption: str
 
 
-def _html(spec, long, reports, friedman, warnings, scope, figures) -> str:
-    esc = html.escape
-    parts = [f"<h1>Study {esc(spec.name)}: strategies compared over paired seeds</h1>",
-             f"<p>{long.seed.nunique()} seeds per strategy (paired), test split, "
-             f"{'final epoch' if spec.repeats.use == 'final' else 'best-validation epoch'}; baseline "
-             f"<code>{esc(spec.compare.baseline)}</code>; Wilcoxon signed-rank, Holm-corrected per "
-             f"metric, alpha {spec.compare.alpha}.</p><p>{esc(scope)}</p>"]
-    if warnings:
-        parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings)
-                     + "</ul></div>")
+def _figures(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, strategies: list[str],
+             friedman: dict) -> list[Figure]:
+    """Every figure of the report with its caption; one colour per strategy in all of them."""
+    colors = plots.palette(strategies)
+    metric = spec.search.metric
+    out = [Figure("paired", plots.paired_strips(long, spec.repeats.metrics, strategies, colors),
+                  "Each dot is one seed's test value of a strategy; a grey line joins the values of one seed "
+                  "across the strategies (the pairs the tests compare); boxes show the median and quartiles.")]
+    if {"test/sensitivity", "test/ppv"} <= set(spec.repeats.metrics):
+        out.append(Figure("sens_ppv", plots.sensitivity_vs_ppv(long, strategies, "test/sensitivity", "test/ppv",
+                                                               colors),
+                          "Each small dot is one seed's test sensitivity and PPV, an X the strategy's mean. Up "
+                          "and to the right is better; a strategy that moves only right buys sensitivity with "
+                          "PPV."))
+    out.append(Figure("curves", plots.validation_curves(metric_curves(tracker, long, metric), metric, colors),
+                      f"Validation {metric} per epoch during the repeats: the mean over the seeds, with a band "
+                      "of one standard deviation."))
+    for m, f in friedman.items():
+        out.append(Figure(f"cd_{m.replace('/', '_')}", plots.critical_difference(
+            f["mean_ranks"], f["critical_difference"], m),
+            f"Critical-difference diagram of {m} (Demšar 2006): each strategy's mean rank over the seeds "
+            f"(1 = best); strategies joined by a red bar are not significantly different (Nemenyi, alpha "
+            f"{spec.compare.alpha})."))
+    cm_key = "best/test/confusion_matrix" if spec.repeats.use == "best" else "test/confusion_matrix"
+    out.append(Figure("confusion", plots.confusion_matrices(summed_confusions(tracker, long, cm_key),
+                                                            class_names(tracker, strategies[0]), colors),
+                      "Test confusion matrices summed over the seeds, one per strategy. Rows are the true "
+                      "class, each normalised to 1: the share (and the colour) is how often that class was "
+                      "predicted as the column's class; the count is in brackets."))
+    return out
+
+
+PER_STRATEGY = {"n": "seeds", "mean": "mean", "std": "std", "median": "median", "iqr": "IQR", "iqm": "IQM",
+                "iqm_ci_low": "IQM 95% CI low", "iqm_ci_high": "IQM 95% CI high"}
+PER_STRATEGY_NOTE = ("IQR: interquartile range. IQM: interquartile mean, the mean of the middle half of the "
+                     "seeds (rliable's robust aggregate), with a bootstrap 95% confidence interval.")
+COMPARISON = {"strategy": "strategy", "baseline": "against", "n": "seeds", "n_used": "seeds not tied",
+              "median_diff": "median difference", "ci_low": "95% CI low", "ci_high": "95% CI high",
+              "p_value": "p", "p_holm": "p (Holm)", "significant": "significant", "rank_biserial": "effect r",
+              "p_improvement": "P(better)", "method": "test"}
+COMPARISON_NOTE = ("Median difference: of the paired seeds' values, strategy minus the one it is compared "
+                   "against, with a bootstrap 95% CI (in the metric's units). p: two-sided Wilcoxon "
+                   "signed-rank test (exact without ties, else the permutation distribution); p (Holm): "
+                   "corrected over this metric's comparisons. Effect r: matched-pairs rank-biserial "
+                   "correlation (+1: better on every seed). P(better): the share of seeds on which the "
+                   "strategy is better, ties counting half. Seeds not tied: those whose difference is not "
+                   "zero (within 1e-9 of the metric's scale).")
+
+
+def _summary_table(reports: dict[str, MetricReport]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The verdicts in one table (one row per comparison, one column per metric), and a same-shaped
+    table of their standing: ``better`` or ``worse`` when significant, else ``""``."""
+    cells: dict[tuple[str, str], str] = {}
+    state: dict[tuple[str, str], str] = {}
     for metric, rep in reports.items():
-        parts.append(f"<h2>{esc(metric)}</h2>{_table_html(rep.per_strategy)}<ul>"
-                     + "".join(f"<li>{esc(c.verdict)}</li>" for c in rep.comparisons) + "</ul>")
+        for c in rep.comparisons:
+            key = (f"{c.strategy} vs {c.baseline}", metric)
+            median = c.median_diff * rep.scale
+            cells[key] = (f"{median:+.3g}{rep.unit} [{c.ci_low * rep.scale:.3g}, {c.ci_high * rep.scale:.3g}], "
+                          f"p_holm {c.p_holm:.2g}" + (" *" if c.significant else ""))
+            good = (c.median_diff > 0) == rep.higher_is_better
+            state[key] = ("better" if good else "worse") if c.significant else ""
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    frame = pd.DataFrame({m: [cells.get((r, m), "") for r in rows] for m in reports}, index=rows)
+    frame.index.name = "comparison"
+    status = pd.DataFrame({m: [state.get((r, m), "") for r in rows] for m in reports}, index=rows)
+    return frame, status
+
+
+def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport], friedman: dict,
+            warnings: list[str], scope: str, figures: list[Figure]) -> list[tuple]:
+    """The report as a list of blocks, rendered as HTML and as Markdown."""
+    n = long.seed.nunique()
+    epoch = "final epoch" if spec.repeats.use == "final" else "best-validation epoch"
+    summary, status = _summary_table(reports)
+    blocks: list[tuple] = [
+        ("h1", f"Study {spec.name}: strategies compared over paired seeds"),
+        ("p", f"{plural(n, 'seed')} per strategy (paired), test split, {epoch}; baseline "
+              f"{spec.compare.baseline}; Wilcoxon signed-rank, Holm-corrected per metric, alpha "
+              f"{spec.compare.alpha}. {scope}"),
+        ("h2", "Summary"),
+        ("table", summary, status,
+         "Median paired difference against the baseline [bootstrap 95% CI] and Holm-corrected p; * marks a "
+         "significant difference (green: better, red: worse). Proportions are in points (x100)."),
+    ]
+    if warnings:
+        blocks.append(("warnings", warnings))
+    for metric, rep in reports.items():
+        blocks += [("h2", metric),
+                   ("table", rep.per_strategy.rename(columns=PER_STRATEGY), None, PER_STRATEGY_NOTE),
+                   ("list", [c.verdict for c in rep.comparisons])]
         frame = rep.comparisons_frame()
         if not frame.empty:
-            cols = ["strategy", "baseline", "n", "n_used", "median_diff", "ci_low", "ci_high", "p_value",
-                    "p_holm", "significant", "rank_biserial", "p_improvement", "method"]
-            parts.append(_table_html(frame[cols]))
+            blocks.append(("table", frame[list(COMPARISON)].rename(columns=COMPARISON), None, COMPARISON_NOTE))
         if metric in friedman:
             f = friedman[metric]
-            parts.append(f"<p>Friedman &chi;&sup2; = {f['statistic']:.3g}, p = {f['p_value']:.3g}; Nemenyi "
-                         f"CD = {f['critical_difference']:.2f}</p>")
-    for name, png in figures.items():
-        parts.append(f"<figure><img alt='{esc(name)}' src='data:image/png;base64,"
-                     f"{base64.b64encode(png).decode()}'/></figure>")
+            ranks = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["mean_ranks"].items(), key=lambda kv: kv[1]))
+            blocks.append(("p", f"Friedman chi-squared = {f['statistic']:.3g}, p = {f['p_value']:.3g}; mean ranks "
+                                f"(1 = best) {ranks}; Nemenyi critical difference {f['critical_difference']:.2f}."))
+    blocks.append(("h2", "Figures"))
+    blocks += [("figure", f) for f in figures]
+    return blocks
+
+
+def _cell(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    lines: list[str] = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2"):
+            lines += [f"{'#' if kind == 'h1' else '##'} {rest[0]}", ""]
+        elif kind == "p":
+            lines += [rest[0], ""]
+        elif kind == "warnings":
+            lines += ["**Warnings**", ""] + [f"- {w}" for w in rest[0]] + [""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in rest[0]] + [""]
+        elif kind == "table":
+            df, _, note = rest
+            named = df.index.name is not None
+            head = ([df.index.name] if named else []) + [str(c) for c in df.columns]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for idx, row in df.iterrows():
+                lines.append("| " + " | ".join(([str(idx)] if named else []) + [_cell(v) for v in row]) + " |")
+            lines += ["", f"*{note}*", ""]
+        elif kind == "figure":
+            f = rest[0]
+            lines += [f"![{f.name}]({f.name}.png)", "", f"*{f.caption}*", ""]
+    return "\n".join(lines)
+
+
+def render_html(blocks: list[tuple], title: str) -> str:
+    esc = html.escape
+    parts = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{esc(rest[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(rest[0])}</p>")
+        elif kind == "warnings":
+            parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{esc(w)}</li>" for w in rest[0])
+                         + "</ul></div>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in rest[0]) + "</ul>")
+        elif kind == "table":
+            df, status, note = rest
+            named = df.index.name is not None
+            head = ([df.index.name] if named else []) + [str(c) for c in df.columns]
+            rows = []
+            for r, (idx, row) in enumerate(df.iterrows()):
+                cells = [f"<th>{esc(str(idx))}</th>"] if named else []
+                for c, v in enumerate(row):
+                    mark = status.iat[r, c] if status is not None else ""
+                    cells.append(f"<td class='{mark}'>{esc(_cell(v))}</td>" if mark else f"<td>{esc(_cell(v))}</td>")
+                rows.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append("<table class='t'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+                         + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table><p class='note'>{esc(note)}</p>")
+        elif kind == "figure":
+            f = rest[0]
+            parts.append(f"<figure id='{esc(f.name)}'><img alt='{esc(f.name)}' src='data:image/png;base64,"
+                         f"{base64.b64encode(f.png).decode()}'/><figcaption>{esc(f.caption)}</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
              "table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             ".warn{background:#fff4e5;padding:.5em 1em;border-left:4px solid #f90}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(spec.name)} report</title>"
+             "td.better{background:#e3f4e3}td.worse{background:#fbe3e3}p.note,figcaption{font-size:12px;color:#555}"
+             ".warn{background:#fff4e5;padding:.5em 1em;border-left:4px solid #f90}img{max-width:100%}"
+             "figure{margin:1.5em 0}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

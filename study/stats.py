@@ -61,6 +61,8 @@ class MetricReport:
     comparisons: list[Comparison]
     friedman: dict | None
     warnings: list[str] = field(default_factory=list)
+    scale: float = 1.0  # 100 for proportions, spoken of in points
+    unit: str = ""      # " points" or ""
 
     def comparisons_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(c) for c in self.comparisons])
@@ -234,7 +236,7 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
                         f"over {len(comparisons)} comparison(s) (the smallest exact p is "
                         f"{min_p_exact(n):.4g}); use at least {seeds_needed(alpha, len(comparisons))} seeds")
     return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons,
-                        friedman(table, higher_is_better, alpha), warnings)
+                        friedman(table, higher_is_better, alpha), warnings, scale, unit)
 
 
 def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alpha: float) -> str:
@@ -246,8 +248,9 @@ def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alp
                 f"{abs(c.median_diff) * scale:.3g}{unit} [{c.ci_low * scale:.3g}, {c.ci_high * scale:.3g}]")
     claim = "significant" if c.significant else "not significant"
     direction = "better" if better or c.median_diff == 0 else "worse"
+    seeds = f"{c.n} seed" if c.n == 1 else f"{c.n} seeds"
     return (f"{c.strategy} {move} vs {c.baseline}, p_holm = {c.p_holm:.3g} ({claim} at {alpha}), "
-            f"{c.wins}/{c.n} seeds better" + (f", {c.zeros} tied" if c.zeros else "")
+            f"{c.wins} of {seeds} better" + (f", {c.zeros} tied" if c.zeros else "")
             + ("" if direction == "better" else " (worse)"))
 
 

@@ -21,7 +21,7 @@ def test_n6_all_seeds_agree_gives_the_exact_minimum():
     assert c.median_diff == pytest.approx(np.median(t.upsample - t.control))
     assert c.ci_low <= c.median_diff <= c.ci_high
     assert c.verdict.startswith("upsample raises test/sensitivity by a median 18.5 points [")
-    assert "6/6 seeds better" in c.verdict and not rep.warnings
+    assert "6 of 6 seeds better" in c.verdict and not rep.warnings
 
 
 def test_n5_cannot_be_significant_and_says_so():
@@ -57,7 +57,7 @@ def test_differences_within_one_ulp_are_ties_everywhere():
     assert (c.wins, c.losses, c.zeros, c.n_used) == (6, 0, 2, 6)
     assert c.method == "permutation" and c.p_value == pytest.approx(2 / 2**6)
     assert c.p_improvement == pytest.approx((6 + 0.5 * 2) / 8)
-    assert "6/8 seeds better, 2 tied" in c.verdict
+    assert "6 of 8 seeds better, 2 tied" in c.verdict
     # the other way round: the baseline's tiny edge is no loss either
     (c,) = compare(table(control=new, upsample=new[:1] + base[1:2] + new[2:]), "test/accuracy",
                    "control").comparisons

@@ -1,0 +1,114 @@
+"""The report reads like a result: a summary table of the verdicts first, the warnings, tables with
+named columns and no stray index, a caption under every figure, plural forms right; and it renders
+in headless Chromium, every image decoded (a screenshot at a fixed size). The study behind it is
+written into a real MLflow store by hand (search parents, repeat runs with metrics, curves and
+confusion matrices), so no training is needed."""
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import require_tool
+from PIL import Image
+
+from study.report import run_compare
+from study.spec import load_spec
+from study.tracking import StudyTracker
+
+CLASSES = ["covid", "normal", "pneumonia"]
+SPEC = """
+name: reported
+data: {{source: synthetic, synthetic: {{n: 300}}, load_size: 20, image_size: 16}}
+training: {{epochs: 3, batch_size: 32}}
+strategies: {{control: control, upsample: upsample, loss_weight: loss_weight}}
+repeats: {{seeds: 8, metrics: [test/sensitivity, test/ppv, test/balanced_accuracy]}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+storage_path: {root}/results
+"""
+
+
+def finished_study(root):
+    """A study with its search parents and 3 strategies x 8 repeat runs in MLflow."""
+    path = root / "reported.yaml"
+    path.write_text(SPEC.format(root=root))
+    spec = load_spec(path)
+    tracker = StudyTracker.of(spec)
+    rng = np.random.default_rng(0)
+    for shift, strategy in enumerate(spec.strategies):
+        parent = tracker.parent_run(strategy, "search")
+        tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), {"class_names": CLASSES, "key": "k"},
+                                  "synthetic")
+        tracker.finish(parent, {"best": None})
+        repeat_parent = tracker.parent_run(strategy, "repeat")
+        for seed in spec.repeat_seeds:
+            run = tracker.client.create_run(tracker.experiment_id, tags={
+                "study": "reported", "phase": "repeat", "strategy": strategy, "seed": str(seed),
+                "trial_id": f"{strategy}{seed}", "mlflow.parentRunId": repeat_parent}).info.run_id
+            sens = float(np.clip(0.3 + 0.25 * shift + rng.normal(0, 0.05), 0, 1))
+            for name, value in {"test/sensitivity": sens, "test/ppv": float(rng.uniform(0.3, 0.6)),
+                                "test/balanced_accuracy": 0.6 + 0.1 * shift + float(rng.normal(0, 0.02))}.items():
+                tracker.client.log_metric(run, name, value, step=3)
+            for epoch in (1, 2, 3):
+                tracker.client.log_metric(run, "val/balanced_accuracy", 0.5 + 0.05 * epoch + 0.05 * shift, step=epoch)
+            cm = rng.integers(0, 20, (3, 3)).tolist()
+            tracker.client.log_dict(run, {"test/confusion_matrix": cm}, "confusion_matrices.json")
+            tracker.client.set_terminated(run, "FINISHED")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    spec = finished_study(root)
+    summary = run_compare(spec)
+    return summary, root / "results" / "reported" / "report"
+
+
+def test_the_report_leads_with_a_summary_and_explains_itself(report):
+    summary, folder = report
+    page = (folder / "report.html").read_text()
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings[0] == "Summary" and headings[1:4] == ["test/sensitivity", "test/ppv", "test/balanced_accuracy"]
+    summary_table = page.split("<h2>Summary</h2>")[1].split("</table>")[0]
+    assert "<th>comparison</th><th>test/sensitivity</th>" in summary_table
+    assert "<th>upsample vs control</th>" in summary_table and "<th>loss_weight vs control</th>" in summary_table
+    assert "class='better'" in summary_table  # loss_weight raises sensitivity by ~50 points on every seed
+    assert "<th></th>" not in page  # no unnamed index column anywhere
+    assert "<th>seeds</th>" in page and "<th>IQM 95% CI low</th>" in page and "<th>p (Holm)</th>" in page
+    assert "IQM: interquartile mean" in page and "Effect r: matched-pairs rank-biserial" in page
+    assert page.count("<figure") == page.count("<figcaption>") == page.count("<img") == 7  # 3 CD diagrams
+    assert "8 seeds per strategy" in page
+    verdicts = summary["verdicts"]["test/sensitivity"]
+    assert all(re.search(r", \d of 8 seeds better", v) for v in verdicts), verdicts
+    md = (folder / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## test/sensitivity") and md.count("![") == 7
+
+
+@pytest.mark.browser
+def test_the_report_renders_in_chromium_with_every_image_decoded(report, tmp_path):
+    _, folder = report
+    chromium = require_tool("chromium")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--hide-scrollbars"]
+    shot = tmp_path / "report.png"
+    r = subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", (folder / "report.html").as_uri()],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    with Image.open(shot) as img:
+        assert img.size == (1200, 1600)
+        pixels = np.asarray(img.convert("L"), float)
+    assert pixels.std() > 5 and (pixels < 128).mean() > 0.005  # text and tables drawn, not a blank page
+    # a copy of the page that writes, once loaded, whether every image decoded
+    probe = tmp_path / "probe.html"
+    probe.write_text((folder / "report.html").read_text().replace(
+        "</body>", "<script>window.addEventListener('load', () => {const i = [...document.images];"
+                   "document.body.dataset.decoded = JSON.stringify(i.map(x => x.complete && x.naturalWidth > 0));"
+                   "});</script></body>"))
+    r = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    decoded = json.loads(re.search(r'data-decoded="([^"]*)"', r.stdout).group(1).replace("&quot;", '"'))
+    assert decoded == [True] * 7
+    for section in ("Summary", "test/sensitivity", "Figures"):
+        assert f"<h2>{section}</h2>" in r.stdout
