@@ -154,8 +154,34 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
             tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true")
         tracker.finish(parent, part)
     _drop_orphan_runs(tracker, {r.metrics["trial_id"] for r in results if r.metrics})
+    _reconcile_optuna(spec, results)
     write_json(search_summary_file(spec), summary)
     return summary
+
+
+def _reconcile_optuna(spec: StudySpec, results: list) -> None:
+    """After a hard kill, Optuna's study may hold a trial as RUNNING whose end only Tune recorded,
+    or one Tune never saved (it re-ran it). Once the search is over, the first is told its result
+    (matched by its searched values) and the second is closed as FAIL, so the Optuna study holds
+    every trial finished (optuna-dashboard; TPE in a later budget raise)."""
+    keys = spec.search.objectives or [spec.search.metric]
+    storage = optuna_storage(spec)
+    for strategy in spec.strategies:
+        try:
+            study = optuna.load_study(study_name=optuna_study_name(spec, strategy), storage=storage)
+        except KeyError:
+            continue
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        done = [r for r in results if VIEW(r.config)[0] == strategy and r.finished]
+        for trial in running:
+            match = next((r for r in done if searched_values(VIEW(r.config)[1], spec, strategy) == trial.params), None)
+            values = [match.metrics.get(k) for k in keys] if match is not None and match.error is None else []
+            if values and all(v is not None for v in values):
+                study.tell(trial.number, values if spec.search.objectives else values[0])
+            else:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            print(f"note: Optuna trial {trial.number} of {strategy} was left running by an interrupted run: "
+                  f"{'given its result' if values else 'closed as failed'}", file=sys.stderr)
 
 
 def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool) -> list[tuple[str, int]]:

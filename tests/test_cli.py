@@ -48,10 +48,32 @@ def test_trial_bad_input_is_one_message(args, message):
     assert "Traceback" not in r.stderr
 
 
-def test_validate_checks_a_spec_without_running():
+def test_validate_checks_a_spec_and_its_data_without_running():
     r = study("validate", "search_spaces/quickstart.yaml")
     assert r.returncode == 0, r.stderr
     assert "ok — study 'quickstart', 5 strategies" in r.stdout
+    assert "data: ok — 3000 images (covid 102, normal 1719, pneumonia 1179)" in r.stdout
+    assert "not checked here: the Ray address and the trials' resources" in r.stdout
+    quick = study("validate", "search_spaces/quickstart.yaml", "--no-data")
+    assert quick.returncode == 0 and "not checked (--no-data)" in quick.stdout and "data: ok" not in quick.stdout
+
+
+def test_validate_names_what_the_data_lack(tmp_path):
+    r = study("validate", "search_spaces/quickstart.yaml", "--set", "data.positive_class=tb")
+    assert r.returncode == 2
+    assert "study: error: data.positive_class: 'tb' is not one of the classes" in r.stderr
+
+
+def test_help_and_version_answer_without_importing_torch_or_ray():
+    code = ("import sys; from study.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'ray', 'mlflow', 'sklearn') if m in sys.modules]\n"
+            "print('heavy:', heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "heavy: []" in r.stdout, r.stdout + r.stderr
+    assert "Hyperparameter studies of class-imbalance strategies" in r.stdout
+    v = study("--version")
+    assert v.returncode == 0 and v.stdout.strip().startswith("study 0.")
 
 
 @pytest.mark.parametrize("how", ["--set", "--address"])

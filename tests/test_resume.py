@@ -51,6 +51,7 @@ def test_interrupted_study_resumes_without_losing_or_duplicating_trials(tiny_spe
             out, _ = proc.communicate(timeout=120)
             assert proc.returncode == 130, out
             assert "continue with --resume" in out
+            assert "Tuner.restore" not in out  # Ray's own advice goes to the study's log file
     finally:
         stop_group(proc)
 

@@ -9,8 +9,6 @@ from study.cli import main
 from study.layout import optuna_storage_uri
 from study.spec import load_spec
 
-pytestmark = pytest.mark.slow
-
 
 def run(capsys, *args):
     capsys.readouterr()
@@ -18,6 +16,7 @@ def run(capsys, *args):
     return code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_resume_honours_a_larger_budget_and_refuses_other_changes(ray_local, tiny_spec_file, capsys):
     path = str(tiny_spec_file(name="grow", samples=2))
     code, out = run(capsys, "run", path, "--search-only")
@@ -60,6 +59,7 @@ def test_resume_honours_a_larger_budget_and_refuses_other_changes(ray_local, tin
     assert line.split()[1:4] == ["grow", "search", "6"] and "finished" in line and line.rstrip().endswith("no")
 
 
+@pytest.mark.slow
 def test_a_later_phase_refuses_overrides_it_cannot_honour(ray_local, tiny_spec_file, capsys):
     path = str(tiny_spec_file(name="honour", samples=1))
     assert run(capsys, "run", path, "--search-only")[0] == 0
@@ -76,3 +76,21 @@ def test_resume_and_fresh_together_is_an_error(tiny_spec_file, capsys):
     code, out = run(capsys, "run", str(tiny_spec_file()), "--resume", "--fresh")
     assert code == 2
     assert "--resume continues the study's search and --fresh deletes it: give one of them" in out.err
+
+
+def test_optuna_trials_left_running_by_a_hard_kill_are_reconciled(tiny_spec_file):
+    from study.layout import optuna_storage
+    from study.runtime import TrialResult
+    from study.search import _reconcile_optuna
+
+    spec = load_spec(tiny_spec_file(name="reconcile"))
+    study = optuna.create_study(study_name="reconcile.control.search", storage=optuna_storage(spec),
+                                direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True)
+    told, lost = study.ask({"lr": lr}), study.ask({"lr": lr})  # both RUNNING, as a kill leaves them
+    ended = TrialResult({"val/balanced_accuracy": 0.71, "epoch": 3}, None, "/x",
+                        {"strategy": "control", "trial": {"lr": told.params["lr"], "seed": 0}}, finished=True)
+    _reconcile_optuna(spec, [ended])
+    trials = optuna.load_study(study_name="reconcile.control.search", storage=optuna_storage(spec)).trials
+    assert [(t.state.name, t.value) for t in trials] == [("COMPLETE", 0.71), ("FAIL", None)]
+    assert lost.number == 1
