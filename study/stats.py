@@ -14,6 +14,7 @@ Friedman's ranks.
 """
 from __future__ import annotations
 
+import gc
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -225,7 +226,7 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
             rank_biserial=sign * rank_biserial(x, y, step), p_improvement=float(_p_better(better)),
             p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot)))
     if comparisons:
-        reject, p_holm, _, _ = multipletests([c.p_value for c in comparisons], alpha=alpha, method="holm")
+        reject, p_holm = holm([c.p_value for c in comparisons], alpha)
         for c, r, ph in zip(comparisons, reject, p_holm):
             c.p_holm, c.significant = float(ph), bool(r)
             c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
@@ -237,6 +238,18 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
                         f"{min_p_exact(n):.4g}); use at least {seeds_needed(alpha, len(comparisons))} seeds")
     return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons,
                         friedman(table, higher_is_better, alpha), warnings, scale, unit)
+
+
+def holm(p_values: list[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """statsmodels' Holm step-down: (reject, adjusted p). Its Holm branch calls ``gc.collect()`` (to
+    free a large temporary); in a process that holds torch and Ray a full collection costs up to a
+    second per call, so the objects already there are frozen out of it for the call (``gc.freeze``)."""
+    gc.freeze()
+    try:
+        reject, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+    finally:
+        gc.unfreeze()
+    return reject, adjusted
 
 
 def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alpha: float) -> str:
