@@ -1,11 +1,13 @@
-"""What a phase shows while it runs: one line per finished trial on stdout, and a status bar on
-stderr (tqdm) with the trials done of the total, how many run, stopped early or failed, the best
-score so far per strategy, and an ETA. On a terminal the bar refreshes in place; in a log it prints
-a line at most every 30 s, whenever a trial reports, so a long stretch never passes silently."""
+"""What a phase shows while it runs: one line per finished trial on stdout, and its status on
+stderr: the trials done of the total, how many run, stopped early or failed, the best score so far
+per strategy, and an ETA. On a terminal the status is a tqdm bar refreshed in place; in a log it is
+a plain line, printed at most every 30 s whenever a trial reports, so a long stretch never passes
+silently and the log holds no carriage returns."""
 from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,13 +15,6 @@ from ray import tune
 from tqdm import tqdm
 
 from .tracking import error_line
-
-
-def progress_bar(items, desc: str, unit: str, total: int | None = None) -> tqdm:
-    """``items`` with a bar on stderr: refreshed in place on a terminal, a line every 30 s in a log."""
-    tty = sys.stderr.isatty()
-    return tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, mininterval=0.5 if tty else 30,
-                dynamic_ncols=tty)
 
 
 def plural(n: int, word: str) -> str:
@@ -40,14 +35,16 @@ class Progress(tune.Callback):
         self._bar: tqdm | None = None
         self._best: dict[str, float] = {}
         self._early = self._failed = 0
+        self._start = self._said = 0.0
 
     def __getstate__(self) -> dict:  # Tune saves its callbacks with the experiment; the bar stays here
         return {k: v for k, v in self.__dict__.items() if k != "_bar"}
 
     def setup(self, **info) -> None:
-        tty = sys.stderr.isatty()
-        self._bar = tqdm(total=sum(self.totals.values()), desc=self.phase or "search", unit="trial",
-                         file=sys.stderr, mininterval=0.5 if tty else 30, dynamic_ncols=tty)
+        self._start = self._said = time.monotonic()
+        if sys.stderr.isatty():
+            self._bar = tqdm(total=sum(self.totals.values()), desc=self.phase or "search", unit="trial",
+                             file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
 
     def _label(self, trial) -> str:
         return self.phase or self.view(trial.config)[0]
@@ -64,15 +61,23 @@ class Progress(tune.Callback):
                        for t in trials if t is not trial)
         return f"[{label}] {done}/{self.totals[label]} {self._name(trial)}"
 
-    def _status(self, trials: list) -> None:
-        if self._bar is None:
-            return
+    def _status(self, trials: list, final: bool = False) -> None:
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
         best = " ".join(f"{k} {v:.3f}" for k, v in self._best.items())
-        self._bar.set_postfix_str(f"{running} running, {self._early} stopped early, {self._failed} failed"
-                                  + (f"; best {self.metric}: {best}" if best else ""), refresh=False)
-        self._bar.update(done - self._bar.n)
+        state = (f"{running} running, {self._early} stopped early, {self._failed} failed"
+                 + (f"; best {self.metric}: {best}" if best else ""))
+        if self._bar is not None:
+            self._bar.set_postfix_str(state, refresh=False)
+            self._bar.update(done - self._bar.n)
+            return
+        now, total = time.monotonic(), sum(self.totals.values())
+        if final or now - self._said >= 30:
+            elapsed = now - self._start
+            eta = f", about {(total - done) * elapsed / done / 60:.0f} min left" if 0 < done < total else ""
+            print(f"{self.phase or 'search'}: {done}/{total} trials done after {elapsed / 60:.1f} min{eta}; "
+                  f"{state}", file=sys.stderr, flush=True)
+            self._said = now
 
     def _write(self, line: str) -> None:
         if self._bar is None:
@@ -108,7 +113,7 @@ class Progress(tune.Callback):
         self._status(trials)
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        self._status(trials, final=True)
         if self._bar is not None:
-            self._status(trials)
             self._bar.close()
             self._bar = None

@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from trainables.progress import progress_bar
+
 from . import plots
 from .errors import StudyError
 from .layout import report_dir
-from .progress import plural, progress_bar
+from .progress import plural
 from .results import class_names, metric_curves, repeat_table, summed_confusions
 from .spec import StudySpec
 from .stats import MetricReport, compare

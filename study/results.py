@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from trainables.progress import progress_bar
+
 from .errors import StudyError
-from .progress import progress_bar
 from .spec import StudySpec, changed_fields
 from .tracking import StudyTracker
 

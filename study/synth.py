@@ -1,13 +1,12 @@
 """``study data synth``: write the synthetic data set as an image folder plus COVIDx metadata."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from trainables.data import synthetic
+from trainables.progress import progress_bar
 
 METADATA_FILE = "metadata.txt"
 
@@ -22,8 +21,7 @@ def write_synthetic(out: str | Path, n: int, seed: int, size: int = 256,
     for c in arrays.class_names:
         (out / c).mkdir(parents=True, exist_ok=True)
     rows = zip(arrays.images, arrays.labels, arrays.patient_ids)
-    for i, (img, label, patient) in enumerate(tqdm(rows, total=n, desc="writing PNGs", unit="img", file=sys.stderr,
-                                                   mininterval=0.5 if sys.stderr.isatty() else 30)):
+    for i, (img, label, patient) in enumerate(progress_bar(rows, "writing PNGs", "img", total=n)):
         name = arrays.class_names[label]
         filename = f"{patient}-{i:06d}.png"
         Image.fromarray(img[0]).save(out / name / filename, compress_level=1)

@@ -16,14 +16,14 @@ import hashlib
 import io
 import os
 import struct
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
+
+from ..progress import progress_bar
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I")
@@ -131,9 +131,7 @@ def decode_many(paths: list[Path], size: int, channels: int) -> list[Decoded | s
     (images/s, ETA; refreshed in place on a terminal, a line every 30 s in a log)."""
     jobs = [(str(p), size, channels) for p in paths]
     workers = min(len(jobs) // 256 + 1, os.cpu_count() or 1)
-    tty = sys.stderr.isatty()
-    bar = tqdm(total=len(jobs), desc="decoding images", unit="img", disable=len(jobs) < PROGRESS_FROM,
-               mininterval=0.5 if tty else 30, file=sys.stderr, dynamic_ncols=tty)
+    bar = progress_bar(desc="decoding images", unit="img", total=len(jobs), disable=len(jobs) < PROGRESS_FROM)
     with bar:
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
@@ -141,6 +139,6 @@ def decode_many(paths: list[Path], size: int, channels: int) -> list[Decoded | s
         return [_step(bar, _decode_or_error(j)) for j in jobs]
 
 
-def _step(bar: tqdm, result: Decoded | str) -> Decoded | str:
+def _step(bar, result: Decoded | str) -> Decoded | str:
     bar.update(1)
     return result

@@ -9,11 +9,9 @@ some (atypical, viral) pneumonia patients show too.
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-from tqdm import tqdm
 
+from ..progress import progress_bar
 from .arrays import ImageArrays
 
 CLASS_NAMES = ["covid", "normal", "pneumonia"]
@@ -123,8 +121,7 @@ def generate(n: int, size: int, seed: int = 0, difficulty: float = 1.0,
     labels = np.empty(n, np.int64)
     patients = []
     i = 0
-    bar = tqdm(total=n, desc="rendering images", unit="img", disable=not progress, file=sys.stderr,
-               mininterval=0.5 if sys.stderr.isatty() else 30)
+    bar = progress_bar(desc="rendering images", unit="img", total=n, disable=not progress)
     for k, (name, count) in enumerate(zip(CLASS_NAMES, counts)):
         done = 0
         pnum = 0
