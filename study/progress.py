@@ -40,6 +40,9 @@ class Progress(tune.Callback):
     def __getstate__(self) -> dict:  # Tune saves its callbacks with the experiment; the bar stays here
         return {k: v for k, v in self.__dict__.items() if k != "_bar"}
 
+    def __setstate__(self, state: dict) -> None:  # restored on resume, or remote under Ray Client
+        self.__dict__.update(state, _bar=None)
+
     def setup(self, **info) -> None:
         self._start = self._said = time.monotonic()
         if sys.stderr.isatty():
