@@ -40,6 +40,43 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} images to {out} (metadata: {out / 'metadata.txt'})")
 
 
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from trainables.data.inspect import describe
+
+    spec = load(args)
+    info = describe(spec.data)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    print(render_inspect(info))
+
+
+def render_inspect(info: dict) -> str:
+    """``study data inspect``'s text: one section per question a user asks of their data."""
+    lines = [f"source: {info['source']}" + (f" (preset {info['preset']})" if info["preset"] else "")
+             + f", path {info['path']}"]
+    lines += [f"label file: {f}" for f in info["label_files"]]
+    lines.append(f"files: {info['files_found']} found, {info['files_missing']} named but missing"
+                 + (f" (e.g. {'; '.join(info['missing_examples'])})" if info["missing_examples"] else "")
+                 + (f", {info['os_files_ignored']} hidden or OS-made files ignored" if info["os_files_ignored"] else ""))
+    if info["dropped"]:
+        lines.append("rows left out: " + ", ".join(f"{rule} {n}" for rule, n in info["dropped"].items()))
+    if "splits" in info:
+        classes = info["classes"]
+        width = max(len(c) for c in [*classes, "patients", "split"]) + 2
+        lines.append(f"split: {info['split']}")
+        lines.append("".join(f"{h:>{width}}" for h in ["split", *classes, "images", "patients"]))
+        for split, row in info["splits"].items():
+            cells = [split, *(row["per_class"][c] for c in classes), row["images"], row["patients"]]
+            lines.append("".join(f"{v:>{width}}" for v in cells))
+        lines.append("sampled files: " + ", ".join(f"{k} x{n}" for k, n in info["sampled"].items()))
+    lines += [f"note: {n}" for n in info["notes"]]
+    state = "prepared (a study loads it without decoding)" if info["cache"]["exists"] else \
+        "not prepared yet (the first load decodes every file)"
+    lines.append(f"cache entry: {info['cache']['folder']}: {state}")
+    return "\n".join(lines)
+
+
 def cmd_trial(args: argparse.Namespace) -> None:
     from trainables.train import run
 
@@ -221,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--size", type=int, default=256)
     synth.add_argument("--difficulty", type=float, default=1.0)
     synth.set_defaults(fn=cmd_synth)
+    insp = data.add_parser("inspect", help="what a spec's data resolve to, before any training: files found "
+                           "and missing, rows dropped per rule, classes and patients per split, the cache entry")
+    insp.add_argument("spec")
+    insp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a spec value, as study run takes it")
+    insp.add_argument("--json", action="store_true", help="the same as one JSON object")
+    insp.set_defaults(fn=cmd_inspect)
 
     trial = sub.add_parser("trial", help="run one trial of a spec's strategy in this process")
     trial.add_argument("spec")

@@ -8,7 +8,7 @@ every trial and its retries instead.
 from __future__ import annotations
 
 from trainables.config import parse_config
-from trainables.data import ImageArrays, split_by_patient
+from trainables.data import DataConfig, ImageArrays, split_indices
 from trainables.errors import ConfigError
 from trainables.metric_names import check_class_metric, class_keys, resolve_class
 
@@ -38,9 +38,9 @@ def check_data(spec: StudySpec, arrays: ImageArrays) -> None:
         if cfg.lr_policy == "plateau":
             _class_metric("training.lr_options.metric", cfg.lr_options.metric, arrays.class_names)
         seeds = [cfg.data.split_seed] + (spec.repeat_seeds if spec.repeats.vary_split else [])
-        splits |= {(cfg.data.val_fraction, cfg.data.test_fraction, seed) for seed in seeds}
-    for val, test, seed in sorted(splits):
-        split_by_patient(arrays, val, test, seed)
+        splits |= {(cfg.data.model_dump_json(), seed) for seed in seeds}
+    for data, seed in sorted(splits):
+        split_indices(arrays, DataConfig.model_validate_json(data), seed)
 
 
 def _class_metric(field: str, metric: str, class_names: list[str]) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from study.synth import write_synthetic
-from trainables.data import DataConfig, load_arrays, split_by_patient, synthetic
+from trainables.data import DataConfig, load_arrays, split_by_patient, split_indices, synthetic
 from trainables.data.arrays import ImageArrays
 from trainables.errors import DataError
 
@@ -126,10 +126,10 @@ def test_medmnist_npz(tmp_path):
         arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
         arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 1))
     np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
-    data = load_arrays(cfg(tmp_path, source="medmnist", path=tmp_path / "pneumoniamnist.npz",
-                           class_names=["normal", "pneumonia"]))
+    c = cfg(tmp_path, source="medmnist", path=tmp_path / "pneumoniamnist.npz", class_names=["normal", "pneumonia"])
+    data = load_arrays(c)
     assert data.images.shape == (52, 1, 24, 24)
-    split = split_by_patient(data, 0.2, 0.2, seed=0)
+    split = split_indices(data, c)
     assert [len(split[s]) for s in ("train", "val", "test")] == [30, 10, 12]
     rgb = {k: (np.repeat(v[..., None], 3, -1) if k.endswith("images") else v) for k, v in arrays.items()}
     np.savez(tmp_path / "rgb.npz", **rgb)

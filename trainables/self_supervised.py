@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from .data import DataConfig, ImageArrays, split_by_patient
+from .data import DataConfig, ImageArrays, split_indices
 from .data.augment import AUGMENTS
 from .data.cache import default_cache_dir
 from .errors import TrainingDiverged
@@ -81,7 +81,10 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 def ssl_key(cfg: PretrainSetting, arrays: ImageArrays) -> str:
     """Identity of a pre-stage: the data (cache key), the split, the input, backbone and settings."""
     data = arrays.manifest.get("key") or hashlib.sha256(arrays.images.tobytes()).hexdigest()
-    blob = {"data": data, "split": [cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed],
+    split = [cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed]
+    if cfg.data.split != "auto" or cfg.data.val_from_train is not None:  # keys of earlier studies stay
+        split += [cfg.data.split, cfg.data.val_from_train]
+    blob = {"data": data, "split": split,
             "image_size": cfg.data.image_size, "channels": int(arrays.images.shape[1]),
             "model": cfg.model, "ssl": cfg.ssl.model_dump()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
@@ -117,8 +120,7 @@ def simclr(cfg: PretrainSetting, arrays: ImageArrays, device: torch.device) -> t
     """Train ``cfg.model`` with SimCLR on the training split; returns its state dict and the mean
     loss of every epoch."""
     s = cfg.ssl
-    train = split_by_patient(arrays, cfg.data.val_fraction, cfg.data.test_fraction,
-                             cfg.data.split_seed)["train"]
+    train = split_indices(arrays, cfg.data)["train"]
     images = torch.from_numpy(arrays.images[np.sort(train)]).to(device)
     channels = images.shape[1]
     augment = AUGMENTS.get(s.augment)

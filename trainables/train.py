@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrialConfig, parse_config
-from .data import ImageArrays, load_arrays, split_by_patient
+from .data import ImageArrays, load_arrays, split_indices
 from .data.augment import AUGMENTS, centre_crop
 from .errors import TrainingDiverged
 from .hooks import TrialHook, active_hooks
@@ -46,17 +46,41 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class SharedRows:
+    """A split's rows of the shared uint8 image array ``[N, C, H, W]`` (the cache entry or Ray's
+    object store, mapped read-only by every trial on the node), gathered per batch: a trial on the
+    CPU holds no copy of its split. Indexed like a tensor (positions or a slice) and returns uint8
+    ``[B, C, H, W]`` tensors."""
+
+    def __init__(self, source: np.ndarray, index: np.ndarray) -> None:
+        self.source, self.index = source, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.source.shape[1:])
+
+    def __getitem__(self, key: torch.Tensor | slice) -> torch.Tensor:
+        rows = self.index[key.numpy() if isinstance(key, torch.Tensor) else key]
+        return torch.from_numpy(self.source[np.atleast_1d(rows)])
+
+
 @dataclass
 class SplitTensors:
-    """One split's uint8 images and labels, resident on the trial's device."""
+    """One split's uint8 images and labels: copied to the trial's GPU once, or on the CPU read in
+    place from the shared array (:class:`SharedRows`)."""
 
-    images: torch.Tensor
+    images: torch.Tensor | SharedRows
     labels: torch.Tensor
 
     @classmethod
     def of(cls, arrays: ImageArrays, index: np.ndarray, device: torch.device) -> SplitTensors:
-        return cls(torch.from_numpy(arrays.images[index]).to(device),
-                   torch.from_numpy(arrays.labels[index]).to(device))
+        labels = torch.from_numpy(arrays.labels[index]).to(device)
+        if device.type == "cpu":
+            return cls(SharedRows(arrays.images, index), labels)
+        return cls(torch.from_numpy(arrays.images[index]).to(device), labels)
 
 
 @dataclass
@@ -124,8 +148,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
     if device.type == "cpu" and cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     positive = resolve_class(arrays.class_names, cfg.data.positive_class)
-    index = split_by_patient(arrays, cfg.data.val_fraction, cfg.data.test_fraction,
-                             cfg.data.split_seed)
+    index = split_indices(arrays, cfg.data)
     splits = {s: SplitTensors.of(arrays, idx, device) for s, idx in index.items()}
     channels = arrays.images.shape[1]
 

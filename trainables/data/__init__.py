@@ -4,12 +4,17 @@ from __future__ import annotations
 import warnings
 
 from ..errors import DataError
-from . import cache, sources
+from . import (
+    cache,
+    presets,  # noqa: F401  (registers the data set presets)
+    sources,
+)
 from .arrays import SPLITS, ImageArrays
 from .config import SOURCES, DataConfig
-from .splits import split_by_patient
+from .splits import split_by_patient, split_indices
 
-__all__ = ["SOURCES", "SPLITS", "DataConfig", "ImageArrays", "load_arrays", "split_by_patient"]
+__all__ = ["SOURCES", "SPLITS", "DataConfig", "ImageArrays", "load_arrays", "split_by_patient",
+           "split_indices"]
 
 
 def load_arrays(cfg: DataConfig) -> ImageArrays:
@@ -29,10 +34,12 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
         for note in cached.manifest.get("warnings", []):
             warnings.warn(note, stacklevel=2)
         return cached
-    arrays = source.build(table)
+    decode_key = cache.cache_key(cfg.source, {"load_size": cfg.load_size, "channels": cfg.channels},
+                                 {"files": table.key_parts()["files"]})
+    work, temporary = cache.work_folder(folder, decode_key)
+    arrays = source.build(table, work)
     if len(arrays.images) == 0:
         raise DataError(f"data.path: no readable images in {cfg.path}")
     manifest = {"source": cfg.source, "path": str(cfg.path), "key": key, "params": source.params(),
                 **arrays.manifest}
-    arrays.manifest = cache.store(folder, arrays, manifest)
-    return arrays
+    return cache.store(folder, arrays, manifest, work, temporary)

@@ -1,9 +1,12 @@
-"""Decode once: prepared arrays cached on disk as ``.npy`` + a JSON manifest.
+"""Decode once: prepared arrays cached on disk as ``.npy`` + a JSON manifest, mapped read-only.
 
 The key hashes the source name, the settings that change the arrays or the rows kept, and the
-source's table (every image and label file's path, size and mtime, every row's label and patient
-id), so a changed, added or removed file, a relabelled row or another strictness is another entry.
-An unwritable cache folder is not an error: the arrays are used without being cached, with a note.
+source's table (every image and label file's path, size and mtime, every row's label, patient id
+and official split), so a changed, added or removed file, a relabelled row or another strictness is
+another entry. Preparation writes into a work folder beside the entries (``.prepare-<key>``, keyed
+by the files and the decoding settings only, so an interrupted or refused preparation resumes);
+a finished one is renamed into its entry. An unwritable cache folder is not an error: the arrays
+are prepared in a temporary folder and used from memory, with a note.
 """
 from __future__ import annotations
 
@@ -35,44 +38,71 @@ def cache_key(source: str, params: dict, table: dict[str, Any]) -> str:
 
 
 def load(folder: Path) -> ImageArrays | None:
-    """Read a cache entry, or None when it is absent or incomplete."""
+    """Read a cache entry (its images mapped read-only, shared with every process on the node that
+    maps it), or None when it is absent or incomplete."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         return None
     manifest = json.loads(manifest_path.read_text())
-    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False)
+    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False, mmap_mode="r" if name == "images" else None)
               for name in ARRAYS if (folder / f"{name}.npy").is_file()}
     return ImageArrays(arrays["images"], arrays["labels"], manifest["class_names"],
                        arrays["patient_ids"], arrays.get("predefined_split"), manifest)
 
 
-def store(folder: Path, arrays: ImageArrays, manifest: dict) -> dict:
-    """Write an entry atomically (temp dir + rename), so concurrent trials never see half of one.
-    Returns the manifest as written (or as it would have been, when the folder is not writable)."""
-    manifest = {**manifest, "class_names": arrays.class_names, "created": time.time(),
-                "shape": list(arrays.images.shape), "class_counts": arrays.class_counts().tolist()}
+def work_folder(folder: Path, decode_key: str) -> tuple[Path, bool]:
+    """Where to prepare the entry ``folder``: ``.prepare-<decode_key>`` beside it, or (when the cache
+    folder is not writable, with a note) a temporary folder; the flag says whether it is temporary."""
+    work = folder.parent / f".prepare-{decode_key[:20]}"
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".writable"
+        probe.touch()
+        probe.unlink()
+        return work, False
     except OSError as exc:
         _not_cached(folder, exc)
-        return manifest
+        return Path(tempfile.mkdtemp(prefix="cxr-study-prepare-")), True
+
+
+def store(folder: Path, arrays: ImageArrays, manifest: dict, work: Path, temporary: bool) -> ImageArrays:
+    """Complete the entry in ``work`` and rename it to ``folder`` (atomic, so concurrent trials never
+    see half of one). Returns the arrays as stored (images mapped from the entry), or in memory when
+    the entry could not be written."""
+    manifest = {**manifest, "class_names": arrays.class_names, "created": time.time(),
+                "shape": list(arrays.images.shape), "class_counts": arrays.class_counts().tolist()}
+    arrays.manifest = manifest
     try:
+        if temporary:
+            raise _Temporary
         for name in ARRAYS:
             value = getattr(arrays, name)
-            if value is not None:
-                np.save(tmp / f"{name}.npy", value, allow_pickle=False)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+            if value is not None and not _is_mapped_from(value, work / f"{name}.npy"):
+                np.save(work / f"{name}.npy", value, allow_pickle=False)
+        for leftover in ("progress.json", "deep.u16"):
+            (work / leftover).unlink(missing_ok=True)
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         try:
-            os.rename(tmp, folder)
+            os.rename(work, folder)
         except OSError:  # another process stored the same entry first
-            pass
+            shutil.rmtree(work, ignore_errors=True)
+        return load(folder) or arrays
+    except _Temporary:
+        pass
     except OSError as exc:  # e.g. the disk is full
         _not_cached(folder, exc)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+    arrays.images = np.array(arrays.images)  # read into memory before the work folder goes
+    shutil.rmtree(work, ignore_errors=True)
+    return arrays
+
+
+class _Temporary(Exception):
+    """The work folder is temporary: nothing to store."""
+
+
+def _is_mapped_from(value: np.ndarray, path: Path) -> bool:
+    base = value.base if not isinstance(value, np.memmap) else value
+    return isinstance(base, np.memmap) and base.filename is not None and Path(base.filename) == path.resolve()
 
 
 def _not_cached(folder: Path, exc: OSError) -> None:

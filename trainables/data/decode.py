@@ -7,6 +7,10 @@ divisor for the whole data set**: ``2^B - 1``, where B is the largest of every s
 exports (0..4095 in 16-bit files) spans 0..255, and a file of that set whose values stay low stays
 dark instead of being stretched by a divisor of its own (:func:`map_high_depth`).
 
+DICOM files (``.dcm``, or any file with the ``DICM`` magic at byte 128) decode through pydicom
+(JPEG-compressed transfer syntaxes through pylibjpeg) and are mapped to uint8 on their own, as the
+standard's display pipeline does (:func:`dicom_pixels`).
+
 Each file's bytes are hashed while they are read (BLAKE2b, 128 bits), so byte-identical copies can
 be found without reading anything twice.
 """
@@ -14,20 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..progress import progress_bar
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom"}
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DICOM_MAGIC = (128, b"DICM")
+
+
+def is_dicom(data: bytes) -> bool:
+    """Whether ``data`` (at least the first 132 bytes of a file) is a DICOM Part 10 file."""
+    at, magic = DICOM_MAGIC
+    return data[at:at + len(magic)] == magic
 
 
 @dataclass
@@ -77,6 +84,14 @@ def decode(path: str | Path, size: int, channels: int = 1) -> Decoded:
     """
     data = Path(path).read_bytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if is_dicom(data):
+        img = dicom_pixels(data)
+        if img.mode == "F":
+            resized = np.asarray(_resized(img, size), dtype=np.float32)
+            arr = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+            return Decoded(arr[None] if channels == 1 else np.repeat(arr[None], 3, axis=0), None, digest)
+        arr = np.asarray(_resized(img, size).convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+        return Decoded(arr[None] if channels == 1 else arr.transpose(2, 0, 1), None, digest)
     png = png_header(data)
     if png is not None and png[0] == 16 and png[1] != 0:  # Pillow would keep only the high byte
         raise ValueError("16-bit colour PNG is not supported (convert it to 16-bit grey)")
@@ -91,6 +106,67 @@ def decode(path: str | Path, size: int, channels: int = 1) -> Decoded:
         img = _resized(img, size).convert("L" if channels == 1 else "RGB")
         arr = np.asarray(img, dtype=np.uint8)
         return Decoded(arr[None] if channels == 1 else arr.transpose(2, 0, 1), None, digest)
+
+
+def dicom_pixels(data: bytes) -> Image.Image:
+    """A DICOM radiograph as it is displayed: a float image (mode ``F``) in 0..255 for greyscale,
+    8-bit RGB for colour.
+
+    Greyscale (DICOM PS3.3 C.11, PS3.4 N.2): the modality LUT or rescale slope/intercept, then the
+    VOI LUT, else the window centre/width (pydicom's ``apply_voi_lut``), mapped from its output
+    range to 0..255: the LUT's nominal depth, or the range of the stored bits (``BitsStored``,
+    through the rescale) -- never the image's own minimum and maximum, so a dark film stays dark.
+    MONOCHROME1 is inverted, so bone is bright in every file. Colour (RGB, YBR_*, PALETTE COLOR)
+    is converted to 8-bit RGB.
+
+    Raises ``ValueError`` for objects without pixel data (a report, a presentation state),
+    multi-frame objects, and compressed pixel data without an installed decoder.
+    """
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if "PixelData" not in ds:
+        raise ValueError(f"DICOM object without pixel data (SOP class {ds.get('SOPClassUID', 'unknown')}): "
+                         "not an image")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ValueError(f"multi-frame DICOM ({frames} frames): a radiograph has one frame")
+    try:
+        arr = ds.pixel_array
+    except (RuntimeError, NotImplementedError) as exc:
+        raise ValueError(f"cannot decode the DICOM pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): "
+                         f"{exc}") from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds)
+        return Image.fromarray((rgb >> 8 if rgb.dtype == np.uint16 else rgb).astype(np.uint8), "RGB")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return Image.fromarray(arr.astype(np.uint8), "RGB")  # pydicom converts YBR_* to RGB
+    values = apply_modality_lut(arr, ds)
+    low, high = _stored_range(ds)
+    voi_lut = ds.get("VOILUTSequence")
+    if voi_lut:
+        low, high = 0.0, float(2 ** int(voi_lut[0].LUTDescriptor[2]) - 1)
+    if voi_lut or ("WindowCenter" in ds and "WindowWidth" in ds):
+        values = apply_voi_lut(values, ds)
+    scaled = (np.asarray(values, np.float64) - low) * (255.0 / max(high - low, 1e-12))
+    scaled = np.clip(scaled, 0.0, 255.0)
+    if photometric == "MONOCHROME1":
+        scaled = 255.0 - scaled
+    return Image.fromarray(scaled.astype(np.float32), "F")
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    """The range of the stored values after the modality transform (as pydicom's windowing uses)."""
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    low, high = (0, 2**bits - 1) if int(ds.get("PixelRepresentation", 0)) == 0 else (-(2 ** (bits - 1)),
+                                                                                     2 ** (bits - 1) - 1)
+    slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    return ends[0], ends[1]
 
 
 def _high_depth(img: Image.Image, size: int, channels: int, sbit: int | None, digest: str) -> Decoded:
@@ -110,35 +186,3 @@ def map_high_depth(images: list[np.ndarray], bits: int) -> list[np.ndarray]:
     top = float(2**bits - 1)
     return [np.clip(np.rint(im.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
             for im in images]
-
-
-def _decode_or_error(args: tuple[str, int, int]) -> Decoded | str:
-    path, size, channels = args
-    try:
-        return decode(path, size, channels)
-    except UnidentifiedImageError:
-        return "UnidentifiedImageError: not an image file Pillow can read"
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-PROGRESS_FROM = 500  # files: smaller sets decode in a few seconds, without a progress bar
-
-
-def decode_many(paths: list[Path], size: int, channels: int) -> list[Decoded | str]:
-    """Decode ``paths`` in parallel worker processes; an unreadable file gives its error line
-    (``"OSError: ..."``) in its place. From ``PROGRESS_FROM`` files on, a progress bar on stderr
-    (images/s, ETA; refreshed in place on a terminal, a line every 30 s in a log)."""
-    jobs = [(str(p), size, channels) for p in paths]
-    workers = min(len(jobs) // 256 + 1, os.cpu_count() or 1)
-    bar = progress_bar(desc="decoding images", unit="img", total=len(jobs), disable=len(jobs) < PROGRESS_FROM)
-    with bar:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                return [_step(bar, r) for r in pool.map(_decode_or_error, jobs, chunksize=64)]
-        return [_step(bar, _decode_or_error(j)) for j in jobs]
-
-
-def _step(bar, result: Decoded | str) -> Decoded | str:
-    bar.update(1)
-    return result

@@ -12,6 +12,7 @@ manifest records them (``dropped``). Hidden and OS-made files are never data (:f
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
@@ -22,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import DataError
-from ..arrays import ImageArrays
+from ..arrays import SPLITS, ImageArrays
 from ..config import DataConfig
-from ..decode import IMAGE_SUFFIXES, Decoded, decode_many, map_high_depth
+from ..decode import IMAGE_SUFFIXES, is_dicom
+from ..prepare import compact, open_images, prepare
 
 OS_FILES = {"thumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "system volume information"}
 
@@ -44,7 +46,7 @@ def image_files(folder: Path) -> tuple[list[Path], int]:
         ignored += sum(_is_image(f) for d in dirs if is_os_file(d) for f in _all_files(Path(parent, d)))
         dirs[:] = [d for d in dirs if not is_os_file(d)]
         for f in files:
-            if _is_image(f):
+            if _is_image(f, parent):
                 if is_os_file(f):
                     ignored += 1
                 else:
@@ -52,8 +54,18 @@ def image_files(folder: Path) -> tuple[list[Path], int]:
     return sorted(found), ignored
 
 
-def _is_image(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+def _is_image(name: str, parent: str | Path | None = None) -> bool:
+    """An image suffix, or (given its folder) no suffix and the DICOM magic (RSNA-style names)."""
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    if parent is None or suffix:
+        return False
+    try:
+        with open(Path(parent, name), "rb") as f:
+            return is_dicom(f.read(132))
+    except OSError:
+        return False
 
 
 def _all_files(folder: Path) -> list[str]:
@@ -70,7 +82,9 @@ class FileTable:
     """The files a source will decode, with their labels and patient ids; the label files they
     came from (``label_files``: part of the cache key); rows that name a file not found
     (``missing``: label and where, e.g. ``train.txt:3: x.png``); image files skipped as hidden or
-    OS-made (``os_files``)."""
+    OS-made (``os_files``); each row's official split (``splits``: train/val/test, None when the
+    data set has none); rows a source's rules left out, counted per rule (``dropped``), and notes
+    on what was skipped (``notes``)."""
 
     paths: list[Path] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
@@ -79,6 +93,9 @@ class FileTable:
     label_files: list[Path] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     os_files: int = 0
+    splits: list[str] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def named_per_class(self) -> Counter:
         """Rows named per class: those found and those missing."""
@@ -89,7 +106,8 @@ class FileTable:
         label files' too, and each row's label and patient id."""
         return {"files": [file_stat(p) for p in self.paths],
                 "label_files": [file_stat(p) for p in self.label_files],
-                "labels": self.labels, "patients": self.patient_ids, "classes": self.class_names}
+                "labels": self.labels, "patients": self.patient_ids, "classes": self.class_names,
+                **({"splits": self.splits} if self.splits is not None else {})}
 
 
 def per_class(labels: list[str], totals: Counter) -> str:
@@ -118,36 +136,54 @@ class Source(ABC):
 
     def params(self) -> dict[str, Any]:
         """Config values (beyond the files) that change the arrays, labels or the rows kept."""
-        return {"load_size": self.cfg.load_size, "channels": self.cfg.channels, "strict": self.cfg.strict}
+        return {"load_size": self.cfg.load_size, "channels": self.cfg.channels, "strict": self.cfg.strict,
+                **({"patient_regex": self.cfg.patient_regex} if self.cfg.patient_regex else {})}
 
     @abstractmethod
     def scan(self) -> FileTable:
         """List the files the source will read (cheap: no decoding)."""
 
-    def build(self, table: FileTable) -> ImageArrays:
+    def build(self, table: FileTable, work: Path) -> ImageArrays:
+        """Decode the table's files into ``work`` (:func:`prepare`, resumable); the images of the
+        returned arrays are mapped read-only from ``work/images.npy``."""
         totals = table.named_per_class()
-        results = decode_many(table.paths, self.cfg.load_size, self.cfg.channels)
-        bad = [(lab, f"{p} ({r})") for p, lab, r in zip(table.paths, table.labels, results) if isinstance(r, str)]
+        done = prepare(table.paths, self.cfg.load_size, self.cfg.channels, work)
+        bad = [(lab, f"{p} ({e})") for p, lab, e in zip(table.paths, table.labels, done.errors) if e]
         drop_rows(bad, totals, self.cfg.strict, f"data.path: cannot read {len(bad)} image file(s)",
                   f"data.path: skipped {len(bad)} unreadable image(s)")
-        kept = np.array([not isinstance(r, str) for r in results], bool)
-        decoded: list[Decoded] = [r for r in results if not isinstance(r, str)]
-        images, depth = _to_uint8(decoded)
+        kept = np.array([e is None for e in done.errors], bool)
+        if not kept.all():
+            compact(work, kept)
         index = {c: i for i, c in enumerate(table.class_names)}
         labels = np.array([index[lab] for lab in table.labels], np.int64)[kept]
         patients = np.array(table.patient_ids)[kept]
         files = [str(p) for p, k in zip(table.paths, kept) if k]
-        digests = [d.digest for d in decoded]
-        notes = [n for n in (_copies_note(files, digests, patients),) if n]
+        digests = [d for d, k in zip(done.digests, kept) if k]
+        notes = table.notes + [n for n in (_copies_note(files, digests, patients),) if n]
         for note in notes:
             warnings.warn(note, stacklevel=2)
         dropped = {"missing": dict(Counter(lab for lab, _ in table.missing)),
-                   "unreadable": dict(Counter(lab for lab, _ in bad))}
-        stacked = np.stack(images) if images else np.empty((0, self.cfg.channels, self.cfg.load_size,
-                                                            self.cfg.load_size), np.uint8)
-        return ImageArrays(stacked, labels, table.class_names, patients, manifest={
+                   "unreadable": dict(Counter(lab for lab, _ in bad)), **table.dropped}
+        split = None
+        if table.splits is not None:
+            split = np.array([SPLITS.index(s) for s in table.splits], np.int64)[kept]
+        return ImageArrays(open_images(work), labels, table.class_names, patients, split, manifest={
             "files": files, "digests": digests, "skipped": len(bad), "dropped": dropped,
-            "os_files_ignored": table.os_files, "bit_depth": depth, "warnings": notes})
+            "os_files_ignored": table.os_files, "bit_depth": done.depth, "warnings": notes})
+
+    def patient_of(self, path: Path, root: Path, default: str) -> str:
+        """The patient id of ``path``: ``data.patient_regex`` searched in the file name, else in the
+        path below ``root`` (group 1 when the pattern has a group, else the whole match); without a
+        pattern, ``default``. Raises :class:`DataError` naming a file the pattern does not match."""
+        pattern = self.cfg.patient_regex
+        if pattern is None:
+            return default
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        for text in (path.name, rel):
+            m = re.search(pattern, text)
+            if m:
+                return m.group(1) if m.re.groups else m.group(0)
+        raise DataError(f"data.patient_regex: {pattern!r} matches neither the name nor the path of {rel}")
 
     def _root(self, folder: bool = True) -> Path:
         """``data.path``, which must exist (and be a folder, or a file with ``folder=False``)."""
@@ -161,18 +197,6 @@ class Source(ABC):
         if not folder and not root.is_file():
             raise DataError(f"data.path: {root} is a folder; source {self.cfg.source!r} reads a file")
         return root
-
-
-def _to_uint8(decoded: list[Decoded]) -> tuple[list[np.ndarray], dict]:
-    """uint8 images, the files deeper than 8 bits mapped with one divisor for the data set."""
-    deep = [i for i, d in enumerate(decoded) if d.bits is not None]
-    images = [d.image for d in decoded]
-    if not deep:
-        return images, {"high_depth_files": 0}
-    bits = max(decoded[i].bits for i in deep)
-    for i, image in zip(deep, map_high_depth([images[i] for i in deep], bits)):
-        images[i] = image
-    return images, {"high_depth_files": len(deep), "bits": bits, "divisor": 2**bits - 1}
 
 
 def _copies_note(files: list[str], digests: list[str], patients: np.ndarray) -> str | None:

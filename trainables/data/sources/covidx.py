@@ -8,7 +8,8 @@ the second from the end (then the last is the label); everything before it is th
 A file name resolves first inside the metadata file's own split folder (``train.txt`` ->
 ``<data.path>/train/``, also for ``train_split.txt`` and the like), then anywhere under
 ``data.path``; a name that still matches several files is an error listing them, and so is a
-file named by two rows.
+file named by two rows. When every metadata file is named for a split (``train.txt``, ``val.txt``,
+``test.txt``, as COVIDx CXR-3/4 ship them), that is the data set's official split.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ...errors import DataError
-from ..config import SOURCES
+from ..config import SOURCES, SPLIT_ALIASES
 from ..decode import IMAGE_SUFFIXES
 from .base import FileTable, Source, drop_rows, image_files
 
@@ -32,6 +33,16 @@ def parse_line(line: str) -> tuple[str, str, str] | None:
             return " ".join(parts[:-back]), parts[-back], parts[-back + 1]
     if len(parts) in (3, 4):  # file names without an image suffix: the fixed columns
         return parts[0], parts[1], parts[2]
+    return None
+
+
+def split_of(meta: Path) -> str | None:
+    """The split a metadata file is named for (``train.txt``, ``test_COVIDx4.txt``, ``val-v2.txt``:
+    train, test, val), or None."""
+    stem = meta.stem.lower()
+    for name in SPLIT_NAMES:
+        if stem == name or stem.startswith((f"{name}_", f"{name}-", f"{name}.")):
+            return SPLIT_ALIASES[name]
     return None
 
 
@@ -62,9 +73,10 @@ class CovidxSource(Source):
         by_name: dict[str, list[Path]] = defaultdict(list)
         for p in files:
             by_name[p.name].append(p)
-        table = FileTable(label_files=metas, os_files=ignored)
+        named = [split_of(m) for m in metas]
+        table = FileTable(label_files=metas, os_files=ignored, splits=[] if all(named) else None)
         used: dict[Path, str] = {}
-        for meta in metas:
+        for meta, split in zip(metas, named):
             if not meta.is_file():
                 raise DataError(f"data.metadata: {meta} does not exist")
             own = split_folder(root, meta)
@@ -93,6 +105,8 @@ class CovidxSource(Source):
                 table.paths.append(found[0])
                 table.patient_ids.append(patient)
                 table.labels.append(label)
+                if table.splits is not None:
+                    table.splits.append(split)
         drop_rows(table.missing, table.named_per_class(), self.cfg.strict or not table.paths,
                   f"data.path: {len(table.missing)} file(s) named in the metadata are not under {root}",
                   f"data.path: skipped {len(table.missing)} metadata entries with no image file")

@@ -1,6 +1,8 @@
 """``medmnist``: a PneumoniaMNIST-style ``.npz`` with its own train/val/test split."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +40,7 @@ class MedMnistSource(Source):
     def scan(self) -> FileTable:
         return FileTable(paths=[self._root(folder=False)])
 
-    def build(self, table: FileTable) -> ImageArrays:
+    def build(self, table: FileTable, work: Path) -> ImageArrays:
         path = table.paths[0]
         try:
             npz = np.load(path, allow_pickle=False)

@@ -1,6 +1,7 @@
 """``synthetic``: the built-in generator of chest-X-ray-like images (the default source)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ class SyntheticSource(Source):
     def scan(self) -> FileTable:
         return FileTable()
 
-    def build(self, table: FileTable) -> ImageArrays:
+    def build(self, table: FileTable, work: Path) -> ImageArrays:
         s = self.cfg.synthetic
         arrays = synthetic.generate(s.n, self.cfg.load_size, s.seed, s.difficulty, s.shares,
                                     s.images_per_patient)
