@@ -30,18 +30,23 @@ def split_indices(arrays: ImageArrays, data: DataConfig, seed: int | None = None
         return split_by_patient(arrays, data.val_fraction, data.test_fraction, seed)
     _check_official(arrays, own)
     split = own.copy()
+    _check_classes(arrays, split, "test")
     if data.val_from_train is not None or not (own == 1).any():
         train = np.flatnonzero(split != 2)
         split[train] = 0  # an official validation split is replaced, its images train
         fraction = data.val_from_train or data.val_fraction
         split[train[_carve(arrays, train, fraction, seed)]] = 1
-    index = {s: np.flatnonzero(split == i) for i, s in enumerate(SPLITS)}
-    for s, idx in index.items():
-        missing = [c for c, n in zip(arrays.class_names, arrays.class_counts(idx)) if n == 0]
-        if missing:
-            raise DataError(f"data: the {s} split has no image of class(es) {missing}; "
-                            f"{'set data.val_from_train, or ' if s == 'val' else ''}use split: random")
-    return index
+    for s in ("train", "val"):
+        _check_classes(arrays, split, s)
+    return {s: np.flatnonzero(split == i) for i, s in enumerate(SPLITS)}
+
+
+def _check_classes(arrays: ImageArrays, split: np.ndarray, name: str) -> None:
+    counts = arrays.class_counts(np.flatnonzero(split == SPLITS.index(name)))
+    missing = [c for c, n in zip(arrays.class_names, counts) if n == 0]
+    if missing:
+        raise DataError(f"data: the {name} split has no image of class(es) {missing}; "
+                        f"{'set data.val_from_train, or ' if name == 'val' else ''}use split: random")
 
 
 def _check_official(arrays: ImageArrays, split: np.ndarray) -> None:
@@ -51,23 +56,21 @@ def _check_official(arrays: ImageArrays, split: np.ndarray) -> None:
     if len(twice):
         where = {SPLITS[int(s)] for p, s in pairs.T if p == twice[0]}
         raise DataError(f"data: {len(twice)} patient(s) are in two official splits (a leak), e.g. patient "
-                        f"{twice[0]!r} in {sorted(where)}; fix the split lists or the patient ids "
+                        f"{str(twice[0])!r} in {sorted(where)}; fix the split lists or the patient ids "
                         "(data.patient_regex), or use split: random")
 
 
 def _carve(arrays: ImageArrays, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Positions in ``train`` of the patients dealt to validation: ``fraction`` of each class's
-    training patients (at least one, leaving one), shuffled with ``seed``."""
+    training patients (by their majority label; at least one, leaving one), shuffled with ``seed``."""
     rng = np.random.default_rng(seed)
     patients, inverse = np.unique(arrays.patient_ids[train], return_inverse=True)
     label = _patient_labels(inverse, arrays.labels[train], len(patients), arrays.num_classes)
     chosen = np.zeros(len(patients), bool)
-    for c, name in enumerate(arrays.class_names):
+    for c in range(arrays.num_classes):
         members = rng.permutation(np.flatnonzero(label == c))
-        if len(members) < 2:
-            raise DataError(f"data.val_from_train: class {name!r} has {len(members)} training patient(s); "
-                            "a validation split carved from train needs at least 2")
-        chosen[members[:min(max(1, round(len(members) * fraction)), len(members) - 1)]] = True
+        if len(members) >= 2:
+            chosen[members[:min(max(1, round(len(members) * fraction)), len(members) - 1)]] = True
     return np.flatnonzero(chosen[inverse])
 
 
