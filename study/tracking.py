@@ -11,6 +11,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import socket
 import tempfile
 import time
@@ -71,12 +72,16 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+_NOT_IN_PARAM_KEY = re.compile(r"[^\w./\- ]")
+
+
 def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
     """Nested config -> flat ``{"data.load_size": "36", "lr": "0.001"}`` for MLflow params (unset
-    values, None, are left out)."""
+    values, None, are left out; characters MLflow refuses in a key, such as the brackets of a table
+    column named in ``data.table.filter``, become ``_``)."""
     out: dict[str, str] = {}
     for k, v in config.items():
-        key = f"{prefix}{k}"
+        key = _NOT_IN_PARAM_KEY.sub("_", f"{prefix}{k}")
         if v is None:
             continue
         if isinstance(v, dict):

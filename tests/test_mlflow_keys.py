@@ -55,3 +55,10 @@ def test_a_failing_logger_ends_its_runs_failed(tmp_path):
     runs = [r for r in tracker.find_runs(phase="search") if "trial_id" in r.data.tags]
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
     assert all(r.data.tags["error"].startswith("the MLflow logger failed: MlflowException") for r in runs)
+
+
+def test_table_column_names_in_the_config_become_valid_param_keys():
+    from study.tracking import flat_params
+
+    params = flat_params({"data": {"table": {"filter": {"OriginalImage[Width": ["1"], "Frontal/Lateral": ["F"]}}}})
+    assert params == {"data.table.filter.OriginalImage_Width": '["1"]', "data.table.filter.Frontal/Lateral": '["F"]'}

@@ -85,13 +85,7 @@ def decode(path: str | Path, size: int, channels: int = 1) -> Decoded:
     data = Path(path).read_bytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if is_dicom(data):
-        img = dicom_pixels(data)
-        if img.mode == "F":
-            resized = np.asarray(_resized(img, size), dtype=np.float32)
-            arr = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
-            return Decoded(arr[None] if channels == 1 else np.repeat(arr[None], 3, axis=0), None, digest)
-        arr = np.asarray(_resized(img, size).convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-        return Decoded(arr[None] if channels == 1 else arr.transpose(2, 0, 1), None, digest)
+        return _eight_bit(dicom_pixels(data), size, channels, digest)
     png = png_header(data)
     if png is not None and png[0] == 16 and png[1] != 0:  # Pillow would keep only the high byte
         raise ValueError("16-bit colour PNG is not supported (convert it to 16-bit grey)")
@@ -103,14 +97,16 @@ def decode(path: str | Path, size: int, channels: int = 1) -> Decoded:
             return _high_depth(img, size, channels, png[2] if png else None, digest)
         if img.mode == "F":
             raise ValueError("floating-point images are not supported (convert them to 8- or 16-bit grey)")
-        img = _resized(img, size).convert("L" if channels == 1 else "RGB")
-        arr = np.asarray(img, dtype=np.uint8)
-        return Decoded(arr[None] if channels == 1 else arr.transpose(2, 0, 1), None, digest)
+        return _eight_bit(img, size, channels, digest)
+
+
+def _eight_bit(img: Image.Image, size: int, channels: int, digest: str) -> Decoded:
+    arr = np.asarray(_resized(img, size).convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    return Decoded(arr[None] if channels == 1 else arr.transpose(2, 0, 1), None, digest)
 
 
 def dicom_pixels(data: bytes) -> Image.Image:
-    """A DICOM radiograph as it is displayed: a float image (mode ``F``) in 0..255 for greyscale,
-    8-bit RGB for colour.
+    """A DICOM radiograph as it is displayed: 8-bit grey (mode ``L``) or 8-bit RGB.
 
     Greyscale (DICOM PS3.3 C.11, PS3.4 N.2): the modality LUT or rescale slope/intercept, then the
     VOI LUT, else the window centre/width (pydicom's ``apply_voi_lut``), mapped from its output
@@ -143,27 +139,37 @@ def dicom_pixels(data: bytes) -> Image.Image:
         return Image.fromarray((rgb >> 8 if rgb.dtype == np.uint16 else rgb).astype(np.uint8), "RGB")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         return Image.fromarray(arr.astype(np.uint8), "RGB")  # pydicom converts YBR_* to RGB
-    values = apply_modality_lut(arr, ds)
+    # The display pipeline is applied once to every possible stored value (a lookup table), then
+    # indexed by the pixels: the same numbers as transforming each pixel, several times faster.
+    first, last = _stored_values(ds)
+    values = apply_modality_lut(np.arange(first, last + 1, dtype=np.int64), ds)
     low, high = _stored_range(ds)
     voi_lut = ds.get("VOILUTSequence")
     if voi_lut:
         low, high = 0.0, float(2 ** int(voi_lut[0].LUTDescriptor[2]) - 1)
     if voi_lut or ("WindowCenter" in ds and "WindowWidth" in ds):
         values = apply_voi_lut(values, ds)
-    scaled = (np.asarray(values, np.float64) - low) * (255.0 / max(high - low, 1e-12))
-    scaled = np.clip(scaled, 0.0, 255.0)
+    table = np.clip((np.asarray(values, np.float64) - low) * (255.0 / max(high - low, 1e-12)), 0.0, 255.0)
     if photometric == "MONOCHROME1":
-        scaled = 255.0 - scaled
-    return Image.fromarray(scaled.astype(np.float32), "F")
+        table = 255.0 - table
+    table = np.rint(table).astype(np.uint8)
+    stored = np.minimum(arr, last) if first == 0 else np.clip(arr.astype(np.int32), first, last) - first
+    return Image.fromarray(np.take(table, stored), "L")
+
+
+def _stored_values(ds) -> tuple[int, int]:
+    """The first and last value ``BitsStored`` can hold (signed with ``PixelRepresentation`` 1)."""
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 def _stored_range(ds) -> tuple[float, float]:
     """The range of the stored values after the modality transform (as pydicom's windowing uses)."""
     if ds.get("ModalityLUTSequence"):
         return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
-    bits = int(ds.BitsStored)
-    low, high = (0, 2**bits - 1) if int(ds.get("PixelRepresentation", 0)) == 0 else (-(2 ** (bits - 1)),
-                                                                                     2 ** (bits - 1) - 1)
+    low, high = _stored_values(ds)
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
     ends = sorted((low * slope + intercept, high * slope + intercept))
     return ends[0], ends[1]

@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...errors import DataError
 from ..arrays import ImageArrays
@@ -15,6 +13,9 @@ from .base import FileTable, Source
 
 def _resize_batch(images: np.ndarray, size: int) -> np.ndarray:
     """Antialiased resize of uint8 [N, C, H, W] square images to ``size``."""
+    import torch  # here, so that preparing image files never loads torch
+    import torch.nn.functional as F
+
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     out = []
