@@ -136,9 +136,8 @@ from trainables.data.sources.imagefolder import ImageFolderSource
 scan = ImageFolderSource.scan
 def limited(self):
     t = scan(self)
-    if {subset!r} is not None:
-        keep = slice(0, {subset!r})
-        t.paths, t.labels, t.patient_ids = t.paths[keep], t.labels[keep], t.patient_ids[keep]
+    keep = slice(0, {subset or 0} or None)
+    t.paths, t.labels, t.patient_ids = t.paths[keep], t.labels[keep], t.patient_ids[keep]
     return t
 ImageFolderSource.scan = limited
 shutil.rmtree({str(cache)!r}, ignore_errors=True)

@@ -60,10 +60,11 @@ def render_inspect(info: dict) -> str:
                  + (f" (e.g. {'; '.join(info['missing_examples'])})" if info["missing_examples"] else "")
                  + (f", {info['os_files_ignored']} hidden or OS-made files ignored" if info["os_files_ignored"] else ""))
     if info["dropped"]:
-        lines.append("rows left out: " + ", ".join(f"{rule} {n}" for rule, n in info["dropped"].items()))
+        lines.append("left out: " + ", ".join(f"{rule} {n}" for rule, n in info["dropped"].items()))
     if "splits" in info:
         classes = info["classes"]
         width = max(len(c) for c in [*classes, "patients", "split"]) + 2
+        lines.append(f"classes: {', '.join(classes)} (positive {info['positive_class']})")
         lines.append(f"split: {info['split']}")
         lines.append("".join(f"{h:>{width}}" for h in ["split", *classes, "images", "patients"]))
         for split, row in info["splits"].items():

@@ -71,7 +71,7 @@ def test_trials_on_the_cpu_read_the_entry_in_place(tmp_path):
                    synthetic={"n": 300, "shares": {"covid": 0.3, "normal": 0.4, "pneumonia": 0.3}})
     load_arrays(c)
     arrays = load_arrays(c)  # from the cache entry: mapped read-only
-    assert isinstance(arrays.images, np.memmap) and not arrays.images.flags.writeable
+    assert isinstance(arrays.images.base, np.memmap) and not arrays.images.flags.writeable
     train = split_indices(arrays, c)["train"]
     split = SplitTensors.of(arrays, train, torch.device("cpu"))
     assert isinstance(split.images, SharedRows) and split.images.source is arrays.images

@@ -46,6 +46,9 @@ def load(folder: Path) -> ImageArrays | None:
     manifest = json.loads(manifest_path.read_text())
     arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False, mmap_mode="r" if name == "images" else None)
               for name in ARRAYS if (folder / f"{name}.npy").is_file()}
+    # a plain read-only view of the map: Ray then ships it zero-copy (one copy per node in its object
+    # store, mapped by every trial there) instead of pickling a memmap into each trial
+    arrays["images"] = arrays["images"].view(np.ndarray)
     return ImageArrays(arrays["images"], arrays["labels"], manifest["class_names"],
                        arrays["patient_ids"], arrays.get("predefined_split"), manifest)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..metric_names import resolve_class
 from . import cache
 from .arrays import SPLITS, ImageArrays
 from .config import SOURCES, DataConfig
@@ -45,6 +46,10 @@ def describe(cfg: DataConfig, sample: int = 12) -> dict[str, Any]:
     out["split"] = ("official" if arrays.predefined_split is not None and cfg.split != "random"
                     else "by patient, at random")
     out["classes"] = table.class_names
+    out["positive_class"] = table.class_names[resolve_class(table.class_names, cfg.positive_class)]
+    if len(np.unique(arrays.patient_ids)) == len(labels) and not any("own patient" in n for n in out["notes"]):
+        out["notes"].append("each image is its own patient (no patient ids found; if the file names hold "
+                            "them, set data.patient_regex)")
     out["splits"] = {s: {"images": int(len(idx)), "patients": int(len(np.unique(arrays.patient_ids[idx]))),
                          "per_class": dict(zip(table.class_names, arrays.class_counts(idx).tolist()))}
                      for s, idx in index.items()}

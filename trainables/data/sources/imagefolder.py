@@ -58,8 +58,7 @@ class ImageFolderSource(Source):
                     raise DataError(f"data.path: class folder {folder / c} has no images")
                 table.paths += kept
                 table.labels += [c] * len(kept)
-                table.patient_ids += [self.patient_of(p, root, p.relative_to(root if split else root / c).as_posix())
-                                      for p in kept]
+                table.patient_ids += [self.patient_of(p, root, p.relative_to(root).as_posix()) for p in kept]
                 table.os_files += ignored
                 if split is not None:
                     table.splits += [split] * len(kept)
