@@ -30,16 +30,19 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
     key = cache.cache_key(cfg.source, source.params(), table.key_parts())
     folder = (cfg.cache_dir or cache.default_cache_dir()) / f"{cfg.source}-{key[:20]}"
     cached = cache.load(folder)
-    if cached is not None:
-        for note in cached.manifest.get("warnings", []):
-            warnings.warn(note, stacklevel=2)
-        return cached
-    decode_key = cache.cache_key(cfg.source, {"load_size": cfg.load_size, "channels": cfg.channels},
-                                 {"files": table.key_parts()["files"]})
-    work, temporary = cache.work_folder(folder, decode_key)
-    arrays = source.build(table, work)
-    if len(arrays.images) == 0:
-        raise DataError(f"data.path: no readable images in {cfg.path}")
-    manifest = {"source": cfg.source, "path": str(cfg.path), "key": key, "params": source.params(),
-                **arrays.manifest}
-    return cache.store(folder, arrays, manifest, work, temporary)
+    if cached is None:
+        decode_key = cache.cache_key(cfg.source, {"load_size": cfg.load_size, "channels": cfg.channels},
+                                     {"files": table.key_parts()["files"]})
+        work, temporary = cache.work_folder(folder, decode_key)
+        with cache.preparing(work, temporary):  # one preparer per entry; the others wait, then read it
+            cached = cache.load(folder)
+            if cached is None:
+                arrays = source.build(table, work)
+                if len(arrays.images) == 0:
+                    raise DataError(f"data.path: no readable images in {cfg.path}")
+                manifest = {"source": cfg.source, "path": str(cfg.path), "key": key, "params": source.params(),
+                            **arrays.manifest}
+                return cache.store(folder, arrays, manifest, work, temporary)
+    for note in cached.manifest.get("warnings", []):
+        warnings.warn(note, stacklevel=2)
+    return cached

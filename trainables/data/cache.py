@@ -10,6 +10,8 @@ are prepared in a temporary folder and used from memory, with a note.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +19,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,22 @@ def work_folder(folder: Path, decode_key: str) -> tuple[Path, bool]:
     except OSError as exc:
         _not_cached(folder, exc)
         return Path(tempfile.mkdtemp(prefix="cxr-study-prepare-")), True
+
+
+@contextlib.contextmanager
+def preparing(work: Path, temporary: bool) -> Iterator[None]:
+    """Hold the lock of a work folder (``.prepare-<key>.lock`` beside it; a temporary folder is
+    private and needs none), so two processes never prepare one entry at once."""
+    if temporary:
+        yield
+        return
+    with open(work.parent / f"{work.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            work.mkdir(parents=True, exist_ok=True)  # renamed into an entry by an earlier holder
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def store(folder: Path, arrays: ImageArrays, manifest: dict, work: Path, temporary: bool) -> ImageArrays:

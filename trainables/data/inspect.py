@@ -47,7 +47,7 @@ def describe(cfg: DataConfig, sample: int = 12) -> dict[str, Any]:
                     else "by patient, at random")
     out["classes"] = table.class_names
     out["positive_class"] = table.class_names[resolve_class(table.class_names, cfg.positive_class)]
-    if len(np.unique(arrays.patient_ids)) == len(labels) and not any("own patient" in n for n in out["notes"]):
+    if not table.patients_known and not any("own patient" in n for n in out["notes"]):
         out["notes"].append("each image is its own patient (no patient ids found; if the file names hold "
                             "them, set data.patient_regex)")
     out["splits"] = {s: {"images": int(len(idx)), "patients": int(len(np.unique(arrays.patient_ids[idx]))),

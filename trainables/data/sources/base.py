@@ -83,7 +83,8 @@ class FileTable:
     came from (``label_files``: part of the cache key); rows that name a file not found
     (``missing``: label and where, e.g. ``train.txt:3: x.png``); image files skipped as hidden or
     OS-made (``os_files``); each row's official split (``splits``: train/val/test, None when the
-    data set has none); rows a source's rules left out, counted per rule (``dropped``), and notes
+    data set has none); whether the patient ids are the data set's (``patients_known``: false when
+    each image stands for its own patient); rows a source's rules left out, counted per rule (``dropped``), and notes
     on what was skipped (``notes``)."""
 
     paths: list[Path] = field(default_factory=list)
@@ -94,6 +95,7 @@ class FileTable:
     missing: list[tuple[str, str]] = field(default_factory=list)
     os_files: int = 0
     splits: list[str] | None = None
+    patients_known: bool = True
     dropped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -45,7 +45,8 @@ class ImageFolderSource(Source):
         classes = sorted({d.name for folder, _ in layout for d in subfolders(folder)})
         if len(classes) < 2:
             raise DataError(f"data.path: {root} needs one sub-folder per class (found {classes})")
-        table = FileTable(class_names=classes, splits=[] if split_dirs else None)
+        table = FileTable(class_names=classes, splits=[] if split_dirs else None,
+                          patients_known=self.cfg.patient_regex is not None)
         masks = 0
         for folder, split in layout:
             for c in classes:

@@ -164,6 +164,7 @@ class TableSource(Source):
             raise DataError(f"data.table.target: class(es) {empty} have no image after the table's rules "
                             f"({_dropped(table.dropped)})")
         if not t.patient and not self.cfg.patient_regex:
+            table.patients_known = False
             table.notes.append("data.table: no patient column or data.patient_regex: each image is its own "
                                "patient, so two films of one patient can land in two splits")
         if table.dropped:
