@@ -22,8 +22,10 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
 
     The cache key (:func:`cache.cache_key`) holds everything that changes the arrays: the source,
     its settings (load size, channels, strictness, ...), every image file's path, size and mtime,
-    the label files' too, and every row's label and patient id. The data set's warnings (e.g.
-    byte-identical copies under two patients) are repeated on every load, cached or not.
+    the label files' too, and every row's label, patient id and official split. The data set's
+    warnings (e.g. byte-identical copies under two patients) are repeated on every load, cached or
+    not. Preparation streams into the cache folder and resumes (:mod:`trainables.data.prepare`);
+    one process prepares an entry while the others wait for it.
     """
     source: sources.Source = SOURCES.get(cfg.source)(cfg)
     table = source.scan()

@@ -12,9 +12,10 @@ SPLITS = ("train", "val", "test")
 class ImageArrays:
     """Decoded images pre-resized to the load size, with labels and patient ids.
 
-    ``images`` is uint8 ``[N, C, H, W]``; ``labels`` int64 ``[N]`` indexing ``class_names``;
-    ``patient_ids`` a string array ``[N]``. ``predefined_split`` (0 train, 1 val, 2 test) is set by
-    sources that ship their own split (MedMNIST); others are split by patient.
+    ``images`` is uint8 ``[N, C, H, W]`` (from the cache: a read-only view of the entry's mapped
+    file); ``labels`` int64 ``[N]`` indexing ``class_names``; ``patient_ids`` a string array
+    ``[N]``. ``predefined_split`` (0 train, 1 val, 2 test) is the data set's own split (split
+    folders, split-named metadata files, a table's split column or lists, MedMNIST), else None.
     """
 
     images: np.ndarray
