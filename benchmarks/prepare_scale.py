@@ -3,7 +3,8 @@
 1. rate: ``N`` synthetic 1024 px PNGs and ``N_DICOM`` 12-bit DICOMs prepared at load size 256 by
    (a) this project (``load_arrays``: parallel workers streaming into the cache's ``.npy``, hashes
    and all) and (b) torchvision ``ImageFolder`` + PIL decode/resize/centre-crop through a
-   ``DataLoader`` (DICOMs through a pydicom loader), the same number of processes; images/s, medians;
+   ``DataLoader`` (DICOMs through a pydicom loader that scales by the image's maximum: no rescale,
+   window or MONOCHROME1), the same number of processes; images/s, medians, the order alternating;
 2. memory: peak RSS of the preparing process and its workers (summed, sampled every 50 ms), for N
    and N/10;
 3. sharing: the memory that trials reading the entry take, one trial and two at once, measured as
@@ -219,11 +220,13 @@ def main() -> None:
         print(f"wrote {args.n} PNGs and {args.n_dicom} DICOMs at 1024 px in {time.perf_counter() - t0:.0f} s "
               f"({os.cpu_count()} CPUs, workers: one per CPU for both)", flush=True)
         rates: dict[str, list[float]] = {k: [] for k in ("ours_png", "tv_png", "ours_dcm", "tv_dcm")}
-        for r in range(args.repeats):
-            rates["ours_png"].append(ours(root / "png", cache))
-            rates["tv_png"].append(torchvision_rate(root / "png", dicom=False))
-            rates["ours_dcm"].append(ours(root / "dcm", cache / "d"))
-            rates["tv_dcm"].append(torchvision_rate(root / "dcm", dicom=True))
+        for r in range(args.repeats):  # the order alternates: the files outgrow the page cache
+            runs = [("ours_png", lambda: ours(root / "png", cache)),
+                    ("tv_png", lambda: torchvision_rate(root / "png", dicom=False)),
+                    ("ours_dcm", lambda: ours(root / "dcm", cache / "d")),
+                    ("tv_dcm", lambda: torchvision_rate(root / "dcm", dicom=True))]
+            for key, run in (runs if r % 2 == 0 else [runs[1], runs[0], runs[3], runs[2]]):
+                rates[key].append(run())
             print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in rates.items()), flush=True)
         med = {k: statistics.median(v) for k, v in rates.items()}
         print("\n| files | this project (img/s) | torchvision ImageFolder (img/s) | ratio |\n|---|---|---|---|")

@@ -8,6 +8,7 @@ from PIL import Image
 
 from study.synth import write_synthetic
 from trainables.data import DataConfig, load_arrays, split_by_patient, split_indices, synthetic
+from trainables.data.inspect import describe
 from trainables.data.arrays import ImageArrays
 from trainables.errors import DataError
 
@@ -131,6 +132,7 @@ def test_medmnist_npz(tmp_path):
     assert data.images.shape == (52, 1, 24, 24)
     split = split_indices(data, c)
     assert [len(split[s]) for s in ("train", "val", "test")] == [30, 10, 12]
+    assert describe(c)["cache"]["exists"] and "splits" not in describe(c)  # one array file: nothing to list
     rgb = {k: (np.repeat(v[..., None], 3, -1) if k.endswith("images") else v) for k, v in arrays.items()}
     np.savez(tmp_path / "rgb.npz", **rgb)
     data3 = load_arrays(cfg(tmp_path, source="medmnist", path=tmp_path / "rgb.npz", load_size=28,

@@ -276,8 +276,9 @@ def test_every_preset_validates_and_is_documented(name):
     c = DataConfig(preset=name, path="/data")
     assert c.source in ("table", "imagefolder", "covidx")
     assert importlib.import_module(f"trainables.data.presets.{name}").__doc__.strip()
-    again = DataConfig.model_validate(c.model_dump(mode="json"))
-    assert again == c  # a dumped trial config re-validates to the same settings
+    dumped = c.model_dump(mode="json", exclude_none=True)  # as a trial config carries it
+    assert "preset" not in dumped  # applied once: a null set beside a preset stays null in trials
+    assert DataConfig.model_validate(dumped).model_dump() == c.model_dump()
 
 
 # ---------------------------------------------------------------- table rules and messages
@@ -358,3 +359,44 @@ def test_a_bare_file_name_matching_two_files_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"data.table.image: labels.tsv:3: a1.png matches 2 files"):
         load_arrays(cfg(tmp_path, source="table", path=root,
                         table={"file": "labels.tsv", "image": "file", "label": "finding", "patient": "pid"}))
+
+
+def test_a_null_set_beside_a_preset_stays_null_in_the_trial_config():
+    c = DataConfig(preset="chexpert", path="/data", val_from_train=None, table={"filter": {}})
+    again = DataConfig.model_validate(c.model_dump(mode="json", exclude_none=True))
+    assert again.val_from_train is None and again.table.filter == {}
+
+
+def test_a_missing_file_is_not_replaced_by_another_of_the_same_name(tmp_path):
+    root = tmp_path / "t"
+    write_images(root, ["other/study1/view1.png", "p2/study1/view1.png"])
+    pd.DataFrame({"Path": ["data/p1/study1/view1.png", "data/p2/study1/view1.png"], "y": ["a", "b"]}).to_csv(
+        root / "labels.csv", index=False)
+    with pytest.raises(DataError, match=r"1 image file\(s\) named in the table are not under .*labels.csv:2: "
+                                        r"data/p1/study1/view1.png"):
+        load_arrays(cfg(tmp_path, source="table", path=root, table={"file": "labels.csv", "image": "Path",
+                                                                     "label": "y"}))
+
+
+def test_split_lists_match_paths_bare_names_and_the_image_suffix(tmp_path):
+    root = tmp_path / "t"
+    ids = [f"id{i}" for i in range(24)]
+    write_images(root / "imgs", [f"{i}.png" for i in ids])
+    pd.DataFrame({"pid": ids, "y": ["a", "b"] * 12}).to_csv(root / "labels.csv", index=False)
+    (root / "test.txt").write_text("\n".join(f"imgs/{i}.png" for i in ids[:8]) + "\n")  # paths
+    (root / "train.txt").write_text("\n".join(f"{i}.png" for i in ids[8:]) + "\n")  # bare names
+    c = cfg(tmp_path, source="table", path=root, table={
+        "file": "labels.csv", "image": "pid", "image_suffix": ".png", "label": "y", "patient": "pid",
+        "split_files": {"train": "train.txt", "test": "test.txt"}})
+    arrays = load_arrays(c)
+    assert len(arrays.labels) == 24 and "not in split_files" not in arrays.manifest["dropped"]
+    assert {Path(f).stem for f in split_of(arrays, c)["test"]} == set(ids[:8])
+
+
+def test_short_rows_read_as_blanks(tmp_path):
+    root = tmp_path / "t"
+    write_images(root, [f"x{i}.png" for i in range(12)])
+    (root / "labels.csv").write_text("file,y,extra\n" + "".join(f"x{i}.png,{'ab'[i % 2]}\n" for i in range(12)))
+    arrays = load_arrays(cfg(tmp_path, source="table", path=root, table={"file": "labels.csv", "image": "file",
+                                                                          "label": "y"}))
+    assert arrays.class_counts().tolist() == [6, 6]

@@ -163,3 +163,22 @@ def test_ybr_full_and_palette_colour(tmp_path):
     got = decode(tmp_path / "pal.dcm", SIZE, channels=3).image
     want = np.stack([palette[c][index] >> 8 for c in ("Red", "Green", "Blue")])
     assert np.array_equal(got, want)
+
+
+def test_negative_rescale_slope_with_a_window_keeps_bone_bright(tmp_path):
+    values = ramp(12)
+    write_dicom(tmp_path / "pos.dcm", values, bits_stored=12, RescaleSlope=1, RescaleIntercept=0,
+                WindowCenter=2048, WindowWidth=4096)
+    write_dicom(tmp_path / "neg.dcm", (4095 - values).astype(np.uint16), bits_stored=12, RescaleSlope=-1,
+                RescaleIntercept=4095, WindowCenter=2048, WindowWidth=4096)
+    assert np.abs(pixels(tmp_path / "neg.dcm") - pixels(tmp_path / "pos.dcm")).max() <= 1
+
+
+def test_more_than_16_stored_bits_is_one_error(tmp_path):
+    write_dicom(tmp_path / "deep.dcm", ramp(12), bits_stored=16)
+    ds = pydicom.dcmread(tmp_path / "deep.dcm")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+    ds.PixelData = ramp(12).astype(np.uint32).tobytes()
+    ds.save_as(tmp_path / "deep.dcm")
+    with pytest.raises(ValueError, match="BitsStored 32"):
+        decode(tmp_path / "deep.dcm", SIZE)

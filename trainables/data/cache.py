@@ -61,10 +61,9 @@ def work_folder(folder: Path, decode_key: str) -> tuple[Path, bool]:
     folder is not writable, with a note) a temporary folder; the flag says whether it is temporary."""
     work = folder.parent / f".prepare-{decode_key[:20]}"
     try:
-        work.mkdir(parents=True, exist_ok=True)
-        probe = work / ".writable"
-        probe.touch()
-        probe.unlink()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".writable-"):
+            pass
         return work, False
     except OSError as exc:
         _not_cached(folder, exc)
@@ -73,12 +72,14 @@ def work_folder(folder: Path, decode_key: str) -> tuple[Path, bool]:
 
 @contextlib.contextmanager
 def preparing(work: Path, temporary: bool) -> Iterator[None]:
-    """Hold the lock of a work folder (``.prepare-<key>.lock`` beside it; a temporary folder is
-    private and needs none), so two processes never prepare one entry at once."""
+    """Hold the lock of a work folder (``.locks/<name>`` beside it; a temporary folder is private and
+    needs none), so two processes never prepare one entry at once."""
     if temporary:
         yield
         return
-    with open(work.parent / f"{work.name}.lock", "a") as lock:
+    locks = work.parent / ".locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / work.name, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             work.mkdir(parents=True, exist_ok=True)  # renamed into an entry by an earlier holder

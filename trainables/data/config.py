@@ -113,7 +113,7 @@ class DataConfig(StrictModel):
     split (or supplies a missing one) by that fraction of the training patients, per class.
     """
 
-    preset: str | None = None
+    preset: str | None = Field(None, exclude=True)  # applied once: a dumped config holds its settings
     source: str = "synthetic"
     path: Path | None = None
     metadata: list[Path] = []

@@ -11,8 +11,8 @@ DICOM files (``.dcm``, or any file with the ``DICM`` magic at byte 128) decode t
 (JPEG-compressed transfer syntaxes through pylibjpeg) and are mapped to uint8 on their own, as the
 standard's display pipeline does (:func:`dicom_pixels`).
 
-Each file's bytes are hashed while they are read (BLAKE2b, 128 bits), so byte-identical copies can
-be found without reading anything twice.
+Each file's bytes are hashed while they are read (SHA-256 cut to 128 bits: twice as fast as BLAKE2b
+on CPUs with SHA instructions), so byte-identical copies can be found without reading anything twice.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def is_dicom(data: bytes) -> bool:
 class Decoded:
     """One decoded file: ``image`` uint8 ``[C, size, size]``, or uint16 for a file of more than 8
     bits per sample, whose ``bits`` (sBIT or highest used bit, 9..16) then say how deep it is;
-    ``digest`` is the hex BLAKE2b-128 of the file's bytes."""
+    ``digest`` is the hex SHA-256 of the file's bytes, cut to 128 bits."""
 
     image: np.ndarray
     bits: int | None
@@ -83,7 +83,7 @@ def decode(path: str | Path, size: int, channels: int = 1) -> Decoded:
     floating point, integers outside 0..65535).
     """
     data = Path(path).read_bytes()
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()[:32]
     if is_dicom(data):
         return _eight_bit(dicom_pixels(data), size, channels, digest)
     png = png_header(data)
@@ -143,36 +143,46 @@ def dicom_pixels(data: bytes) -> Image.Image:
     # indexed by the pixels: the same numbers as transforming each pixel, several times faster.
     first, last = _stored_values(ds)
     values = apply_modality_lut(np.arange(first, last + 1, dtype=np.int64), ds)
-    low, high = _stored_range(ds)
     voi_lut = ds.get("VOILUTSequence")
+    window = "WindowCenter" in ds and "WindowWidth" in ds
+    low, high = _stored_range(ds, ordered=not window)  # pydicom's window maps onto these ends as they come
     if voi_lut:
         low, high = 0.0, float(2 ** int(voi_lut[0].LUTDescriptor[2]) - 1)
-    if voi_lut or ("WindowCenter" in ds and "WindowWidth" in ds):
+    if voi_lut or window:
         values = apply_voi_lut(values, ds)
-    table = np.clip((np.asarray(values, np.float64) - low) * (255.0 / max(high - low, 1e-12)), 0.0, 255.0)
+    span = high - low if abs(high - low) > 1e-12 else 1e-12
+    table = np.clip((np.asarray(values, np.float64) - low) * (255.0 / span), 0.0, 255.0)
     if photometric == "MONOCHROME1":
         table = 255.0 - table
     table = np.rint(table).astype(np.uint8)
-    stored = np.minimum(arr, last) if first == 0 else np.clip(arr.astype(np.int32), first, last) - first
+    if first == 0 and arr.dtype in (np.uint8, np.uint16):  # every value the dtype holds has an entry
+        full = np.full(np.iinfo(arr.dtype).max + 1, table[-1], np.uint8)
+        full[:len(table)] = table[:len(full)]
+        return Image.fromarray(np.take(full, arr), "L")
+    stored = np.clip(arr.astype(np.int32), first, last) - first
     return Image.fromarray(np.take(table, stored), "L")
 
 
 def _stored_values(ds) -> tuple[int, int]:
     """The first and last value ``BitsStored`` can hold (signed with ``PixelRepresentation`` 1)."""
     bits = int(ds.BitsStored)
+    if not 1 <= bits <= 16:
+        raise ValueError(f"BitsStored {bits}: greyscale radiographs store 1 to 16 bits")
     if int(ds.get("PixelRepresentation", 0)) == 0:
         return 0, 2**bits - 1
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def _stored_range(ds) -> tuple[float, float]:
-    """The range of the stored values after the modality transform (as pydicom's windowing uses)."""
+def _stored_range(ds, ordered: bool = True) -> tuple[float, float]:
+    """The ends of the stored values' range after the modality transform, lowest first
+    (``ordered``), or as pydicom's windowing takes them (the first stored value's first, so with a
+    negative rescale slope the window's output runs from high to low)."""
     if ds.get("ModalityLUTSequence"):
         return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
     low, high = _stored_values(ds)
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
-    ends = sorted((low * slope + intercept, high * slope + intercept))
-    return ends[0], ends[1]
+    ends = (low * slope + intercept, high * slope + intercept)
+    return (min(ends), max(ends)) if ordered else ends
 
 
 def _high_depth(img: Image.Image, size: int, channels: int, sbit: int | None, digest: str) -> Decoded:

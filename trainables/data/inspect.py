@@ -36,7 +36,7 @@ def describe(cfg: DataConfig, sample: int = 12) -> dict[str, Any]:
         "notes": table.notes + [str(w.message) for w in caught],
         "cache": {"folder": str(folder), "exists": (folder / "manifest.json").is_file()},
     }
-    if not table.paths:  # generated (synthetic) or a single array file (medmnist): nothing to list
+    if not table.labels:  # generated (synthetic) or a single array file (medmnist): nothing to list
         return out
     labels = np.array([table.class_names.index(c) for c in table.labels], np.int64)
     arrays = ImageArrays(np.broadcast_to(np.zeros((1, 1, 1, 1), np.uint8), (len(labels), 1, 1, 1)), labels,

@@ -35,15 +35,26 @@ def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
     Raises :class:`DataError` naming the file for an unreadable or malformed table."""
     try:
         if sep is None:
-            sep = csv.Sniffer().sniff(_head(path), delimiters=",\t;|").delimiter
+            sep = _sniff(_head(path))
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, compression="infer",
                             skipinitialspace=False)
     except (OSError, ValueError, csv.Error, UnicodeDecodeError, zipfile.BadZipFile,
             pd.errors.ParserError) as exc:
         raise DataError(f"data.table: cannot read {path} as a table ({exc})") from None
+    frame = frame.fillna("")  # short rows: pandas fills their missing fields with NaN even so
     frame.columns = [str(c).strip() for c in frame.columns]
     frame["_line"] = [f"{path.name}:{i + 2}" for i in range(len(frame))]
     return frame
+
+
+def _sniff(head: str) -> str:
+    """The delimiter: csv's sniffer, else the candidate the header line holds most of (rows of
+    uneven length defeat the sniffer)."""
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",\t;|").delimiter
+    except csv.Error:
+        header = head.splitlines()[0] if head else ""
+        return max(",\t;|", key=header.count)
 
 
 def _head(path: Path, size: int = 65536) -> str:
@@ -88,7 +99,9 @@ class FileIndex:
             self.by_name[parts[-1]].append(parts)
 
     def find(self, value: str) -> list[Path]:
-        """The files whose path ends with the most of ``value``'s components (several: ambiguous)."""
+        """The files named by ``value``: those whose path below the root ends with all of
+        ``value``'s components, or equals a tail of them (``value`` may start with folders above the
+        root); among those, the ones sharing the most components (several: ambiguous)."""
         wanted = PurePosixPath(value.replace("\\", "/")).parts
         if not wanted:
             return []
@@ -97,6 +110,8 @@ class FileIndex:
             k = 0
             while k < min(len(parts), len(wanted)) and parts[-1 - k] == wanted[-1 - k]:
                 k += 1
+            if k not in (len(wanted), len(parts)):
+                continue  # only a tail in common: another file of the same name, not this one
             if k > best:
                 best, hits = k, [parts]
             elif k == best:
@@ -203,20 +218,34 @@ class TableSource(Source):
                      dropped: dict[str, int]) -> tuple[pd.DataFrame, list[Path]]:
         """The official split from lists of image names, one per line (NIH's ``test_list.txt``)."""
         owner: dict[str, str] = {}
+        by_name: dict[str, str] = {}
         paths = []
         for split, name in t.split_files.items():
             path = resolve_file(root, name, f"data.table.split_files.{split}")
             paths.append(path)
             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-                image = line.strip()
+                image = line.strip().replace("\\", "/")
                 if not image:
                     continue
                 if owner.get(image, split) != split:
                     raise DataError(f"data.table.split_files: {path.name}:{n}: {image} is also in the "
                                     f"{owner[image]} list; an image belongs to one split")
                 owner[image] = split
-        key = frame[t.image].str.strip()
-        split = key.map(owner).fillna(key.map(lambda v: PurePosixPath(v).name).map(owner))
+                base = PurePosixPath(image).name
+                by_name[base] = split if by_name.get(base, split) == split else ""  # "": in two lists
+
+        def split_of(value: str) -> str | None:
+            value = value.strip().replace("\\", "/")
+            for text in (value, value + t.image_suffix):
+                if text in owner:
+                    return owner[text]
+            found = by_name.get(PurePosixPath(value + t.image_suffix).name)
+            if found == "":
+                raise DataError(f"data.table.split_files: {value} is named by two split lists under different "
+                                "folders; list paths that tell them apart")
+            return found
+
+        split = frame[t.image].map(split_of)
         frame = frame.assign(_split=split)
         _count(dropped, "not in split_files", int(split.isna().sum()))
         return frame[split.notna()], paths
