@@ -8,8 +8,8 @@ from PIL import Image
 
 from study.synth import write_synthetic
 from trainables.data import DataConfig, load_arrays, split_by_patient, split_indices, synthetic
-from trainables.data.inspect import describe
 from trainables.data.arrays import ImageArrays
+from trainables.data.inspect import describe
 from trainables.errors import DataError
 
 
