@@ -35,7 +35,7 @@ def test_tta_is_the_mean_softmax_over_plain_and_augmented_views(tiny_config):
     trial = build_trial(cfg, load_arrays(cfg.data))
     val = trial.splits["val"]
     assert len(val.labels) <= 4 * cfg.batch_size  # one evaluation batch, so one draw order
-    images = val.images.float() / 255
+    images = val.images[:].float() / 255
     gen = torch.Generator(device=trial.device).manual_seed(stream_seed(5, "tta"))
     views = [centre_crop(images, 16)] + [AUGMENTS.get("standard")(images, 16, gen) for _ in range(2)]
     trial.model.eval()
