@@ -27,7 +27,7 @@ from study.synth import write_synthetic
 from trainables.config import parse_config
 from trainables.data import load_arrays
 from trainables.data.augment import AUGMENTS
-from trainables.models import NORMS
+from trainables.models.registry import NORMS
 from trainables.train import build_trial, train_one_epoch
 
 BATCH = 64
