@@ -95,32 +95,29 @@ def store(folder: Path, arrays: ImageArrays, manifest: dict, work: Path, tempora
     manifest = {**manifest, "class_names": arrays.class_names, "created": time.time(),
                 "shape": list(arrays.images.shape), "class_counts": arrays.class_counts().tolist()}
     arrays.manifest = manifest
-    try:
-        if temporary:
-            raise _Temporary
-        for name in ARRAYS:
-            value = getattr(arrays, name)
-            if value is not None and not _is_mapped_from(value, work / f"{name}.npy"):
-                np.save(work / f"{name}.npy", value, allow_pickle=False)
-        for leftover in ("progress.json", "deep.u16"):
-            (work / leftover).unlink(missing_ok=True)
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+    if not temporary:
         try:
-            os.rename(work, folder)
-        except OSError:  # another process stored the same entry first
-            shutil.rmtree(work, ignore_errors=True)
-        return load(folder) or arrays
-    except _Temporary:
-        pass
-    except OSError as exc:  # e.g. the disk is full
-        _not_cached(folder, exc)
+            return _complete(folder, arrays, manifest, work)
+        except OSError as exc:  # e.g. the disk is full
+            _not_cached(folder, exc)
     arrays.images = np.array(arrays.images)  # read into memory before the work folder goes
     shutil.rmtree(work, ignore_errors=True)
     return arrays
 
 
-class _Temporary(Exception):
-    """The work folder is temporary: nothing to store."""
+def _complete(folder: Path, arrays: ImageArrays, manifest: dict, work: Path) -> ImageArrays:
+    for name in ARRAYS:
+        value = getattr(arrays, name)
+        if value is not None and not _is_mapped_from(value, work / f"{name}.npy"):
+            np.save(work / f"{name}.npy", value, allow_pickle=False)
+    for leftover in ("progress.json", "deep.u16"):
+        (work / leftover).unlink(missing_ok=True)
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+    try:
+        os.rename(work, folder)
+    except OSError:  # another process stored the same entry first
+        shutil.rmtree(work, ignore_errors=True)
+    return load(folder) or arrays
 
 
 def _is_mapped_from(value: np.ndarray, path: Path) -> bool:

@@ -36,25 +36,26 @@ def parse_line(line: str) -> tuple[str, str, str] | None:
     return None
 
 
+def _split_word(meta: Path) -> str | None:
+    """The split word a metadata file's name starts with (``valid`` for ``valid-v2.txt``), or None."""
+    stem = meta.stem.lower()
+    return next((name for name in SPLIT_NAMES
+                 if stem == name or stem.startswith((f"{name}_", f"{name}-", f"{name}."))), None)
+
+
 def split_of(meta: Path) -> str | None:
     """The split a metadata file is named for (``train.txt``, ``test_COVIDx4.txt``, ``val-v2.txt``:
     train, test, val), or None."""
-    stem = meta.stem.lower()
-    for name in SPLIT_NAMES:
-        if stem == name or stem.startswith((f"{name}_", f"{name}-", f"{name}.")):
-            return SPLIT_ALIASES[name]
-    return None
+    word = _split_word(meta)
+    return None if word is None else SPLIT_ALIASES[word]
 
 
 def split_folder(root: Path, meta: Path) -> Path | None:
     """The folder of the metadata file's split (``train.txt`` -> ``root/train``), if it exists."""
-    stem = meta.stem.lower()
-    for name in SPLIT_NAMES:
-        if stem == name or stem.startswith((f"{name}_", f"{name}-", f"{name}.")):
-            folder = next((d for d in root.iterdir() if d.is_dir() and d.name.lower() == name), None)
-            if folder is not None:
-                return folder
-    return None
+    word = _split_word(meta)
+    if word is None:
+        return None
+    return next((d for d in root.iterdir() if d.is_dir() and d.name.lower() == word), None)
 
 
 @SOURCES.register("covidx")

@@ -285,7 +285,7 @@ class TableSource(Source):
         classes = list(t.target) if t.target else sorted({f for s in found for f in s})
         if t.target and t.rest != "drop" and t.rest not in classes:
             classes.append(t.rest)
-        out, counts = [], dropped
+        out = []
         for findings, unc, line in zip(found, unsure, frame["_line"]):
             if t.target is None:
                 matched = sorted(findings)
@@ -293,12 +293,12 @@ class TableSource(Source):
                 matched = [c for c, vals in t.target.items() if findings & set(vals)]
                 undecided = [c for c, vals in t.target.items() if unc & set(vals) and c not in matched]
                 if undecided:
-                    _count(counts, "uncertain", 1)
+                    _count(dropped, "uncertain", 1)
                     out.append(None)
                     continue
             if not matched:
                 if t.target is None or t.rest == "drop":
-                    _count(counts, "no class", 1)
+                    _count(dropped, "no class", 1)
                     out.append(None)
                 else:
                     out.append(t.rest)
@@ -307,14 +307,14 @@ class TableSource(Source):
                 if t.conflict == "error":
                     raise DataError(f"data.table.conflict: {line} matches classes {matched} (findings "
                                     f"{sorted(findings)}); set table.conflict: drop or first")
-                _count(counts, "several classes", 1)
+                _count(dropped, "several classes", 1)
                 out.append(None)
                 continue
             out.append(matched[0])
         frame = frame.assign(_class=out)
         kept = frame[frame["_class"].notna()]
         if kept.empty:
-            raise DataError(f"data.table: no row is left with a class ({_dropped(counts)}); check "
+            raise DataError(f"data.table: no row is left with a class ({_dropped(dropped)}); check "
                             "table.target, table.filter and the label columns")
         return sorted(classes), kept
 
