@@ -133,3 +133,73 @@ def confusion_matrices(matrices: dict[str, np.ndarray], class_names: list[str], 
         ax.set_ylabel("true", fontsize=8)
     fig.suptitle("Test confusion matrices summed over seeds, rows normalised")
     return _png(fig)
+
+
+def _band_axes(ax, bands: dict, colors: dict, label: str) -> None:
+    from .predictions import GRID
+
+    for s, band in bands.items():
+        scores = np.array(band.scores)
+        ax.plot(GRID, band.mean, color=colors[s],
+                label=f"{s} ({label} {scores.mean():.3f} ± {scores.std(ddof=1) if len(scores) > 1 else 0:.3f})")
+        ax.fill_between(GRID, np.clip(band.mean - band.std, 0, 1), np.clip(band.mean + band.std, 0, 1),
+                        color=colors[s], alpha=0.12)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=7, loc="lower right" if label == "AUROC" else "upper right")
+
+
+def roc_and_pr(roc: dict, pr: dict, prevalence: float, positive: str, colors: dict) -> bytes:
+    """ROC and precision-recall curves of the positive class per strategy: the mean over seeds
+    (``Band``), a band of one standard deviation, and the mean AUROC / AP ± SD in the legend."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    a.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+    _band_axes(a, roc, colors, "AUROC")
+    a.set_xlabel("1 - specificity (false-positive rate)")
+    a.set_ylabel("sensitivity")
+    a.set_title(f"ROC, {positive} vs rest (mean ± SD over seeds)")
+    b.axhline(prevalence, color="0.7", lw=0.8, ls="--")
+    _band_axes(b, pr, colors, "AP")
+    b.set_xlabel("sensitivity (recall)")
+    b.set_ylabel("PPV (precision)")
+    b.set_title(f"Precision-recall, {positive} (dashed: prevalence {prevalence:.3f})")
+    return _png(fig)
+
+
+def reliability_diagrams(bins: dict[str, pd.DataFrame], ece: dict[str, float], colors: dict) -> bytes:
+    """Per strategy: the accuracy of each top-class confidence bin (pooled over seeds) against its
+    mean confidence; the diagonal is perfect calibration; bar width marks the bin, shade its share."""
+    fig, axes = _grid(len(bins), 3.6, 3.4)
+    for ax, (s, table) in zip(axes, bins.items()):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        share = (table["count"] / max(1, table["count"].sum())).to_numpy()
+        bars = ax.bar(table["low"], table["accuracy"].fillna(0), width=table["high"] - table["low"], align="edge",
+                      color=colors.get(s, "C0"), edgecolor="black", lw=0.4)
+        for bar, part in zip(bars, share):
+            bar.set_alpha(0.25 + 0.75 * part / max(share.max(), 1e-9))
+        filled = table["count"] > 0
+        ax.plot(table["confidence"][filled], table["accuracy"][filled], "o-", color="black", ms=3, lw=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-class probability)", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.set_title(f"{s}: ECE {ece[s]:.3f}", fontsize=9, color=colors.get(s, "black"), fontweight="bold")
+    fig.suptitle("Reliability diagrams, test split pooled over seeds")
+    return _png(fig)
+
+
+def embeddings(coords: dict[str, tuple[np.ndarray, np.ndarray, str]], class_names: list[str], seed: int) -> bytes:
+    """Per strategy, the 2-D embedding (t-SNE or PCA) of the test split's penultimate features of one
+    seed, each point coloured by its true class. ``coords[strategy]`` is (points [N, 2], labels [N], method)."""
+    fig, axes = _grid(len(coords), 3.8, 3.6)
+    for ax, (s, (points, labels, method)) in zip(axes, coords.items()):
+        for c, name in enumerate(class_names):
+            mask = labels == c
+            ax.scatter(points[mask, 0], points[mask, 1], s=6 if mask.mean() > 0.2 else 12, alpha=0.7,
+                       color=COLORS[c % len(COLORS)], label=f"{name} ({mask.sum()})", zorder=3 if mask.mean() < 0.2 else 2)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{s} ({method})", fontsize=9)
+        ax.legend(fontsize=7, markerscale=1.5)
+    fig.suptitle(f"Penultimate features of the test split, seed {seed}, coloured by true class")
+    return _png(fig)

@@ -13,6 +13,7 @@ import sys
 from ray import tune
 
 from trainables.data import ImageArrays, load_arrays
+from trainables.metric_names import lower_is_better
 
 from .layout import check_writable, repeat_plan_file, tune_storage
 from .preflight import check_data
@@ -30,7 +31,7 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     tracker = StudyTracker.of(spec)
-    view = RepeatView(best_configs(spec, tracker), spec.repeats.vary_split)
+    view = RepeatView(best_configs(spec, tracker), spec.repeats.vary_split, spec.repeats.first_seed)
     plan_path, storage = repeat_plan_file(spec), tune_storage(spec, REPEAT)
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"runs": 0}
     interrupted_message = (f"the repeats of study {spec.name!r} were interrupted; their state is saved: "
@@ -73,11 +74,11 @@ def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, 
           parents: dict[str, str]) -> tune.Tuner:
     """A Tune grid over the (strategy, seed) pairs, every run logged to MLflow under its parent."""
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
-                               {"study": spec.name, "phase": REPEAT}, spec.epochs, view)
+                               {"study": spec.name, "phase": REPEAT}, spec.epochs, view, predictions=True)
     compared = spec.repeats.metrics[0]
     progress = Progress(view, {REPEAT: len(pairs)}, f"best/{compared}" if spec.repeats.use == "best"
                         else compared, spec.epochs, phase=REPEAT,
-                        mode="min" if compared.endswith("loss") else "max")
+                        mode="min" if lower_is_better(compared) else "max")
     return tune.Tuner(
         trainable, param_space=view.param_space(pairs),
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),

@@ -7,15 +7,27 @@ import html
 import sys
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
+from trainables.metric_names import lower_is_better, resolve_class
+from trainables.metrics import calibration_metrics
+from trainables.predictions import probabilities
 from trainables.progress import progress_bar
 
 from . import plots
 from .errors import StudyError
 from .layout import report_dir
+from .predictions import embedding, patient_bootstrap_auroc, pr_band, reliability, roc_band
 from .progress import plural
-from .results import class_names, metric_curves, repeat_table, summed_confusions
+from .results import (
+    class_names,
+    metric_curves,
+    operating_point_table,
+    prediction_frames,
+    repeat_table,
+    summed_confusions,
+)
 from .spec import StudySpec
 from .stats import MetricReport, compare
 from .tracking import StudyTracker, check_tracking_uri, write_json
@@ -35,7 +47,7 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
-                                  higher_is_better=not metric.endswith("loss"), alpha=spec.compare.alpha,
+                                  higher_is_better=not lower_is_better(metric), alpha=spec.compare.alpha,
                                   all_pairs=spec.compare.all_pairs)
         except ValueError as exc:
             raise StudyError(f"repeats.metrics: {exc}: the repeat runs in MLflow do not record it") from None
@@ -69,20 +81,25 @@ def run_compare(spec: StudySpec) -> dict:
     write_json(out / "friedman.json", friedman)
 
     figures = _figures(spec, tracker, long, strategies, friedman)
+    warnings = list(dict.fromkeys(w for r in reports.values() for w in r.warnings))  # same for each metric
+    evaluation = _evaluation(spec, tracker, long, strategies, plots.palette(strategies), warnings)
+    figures += evaluation.figures
     for figure in figures:
         (out / f"{figure.name}.png").write_bytes(figure.png)
+    evaluation.auroc.to_csv(out / "auroc.csv")
+    evaluation.operating_points.to_csv(out / "operating_points.csv", index=False)
 
-    warnings = list(dict.fromkeys(w for r in reports.values() for w in r.warnings))  # same for each metric
     sources = "split, initialisation, data order and augmentation" if spec.repeats.vary_split \
         else "initialisation, data order and augmentation (the split is fixed)"
     scope = SCOPE.format(sources=sources)
-    blocks = _blocks(spec, long, reports, friedman, warnings, scope, figures)
+    blocks = _blocks(spec, long, reports, friedman, warnings, scope, figures, evaluation)
     (out / "report.md").write_text(render_markdown(blocks))
     (out / "report.html").write_text(render_html(blocks, f"{spec.name} report"))
 
     summary = {"study": spec.name, "baseline": spec.compare.baseline, "seeds": int(long.seed.nunique()),
                "use": spec.repeats.use, "warnings": warnings,
                "verdicts": {m: [c.verdict for c in r.comparisons] for m, r in reports.items()},
+               "auroc": evaluation.auroc.reset_index().to_dict("records"),
                "comparisons": {m: [asdict(c) for c in r.comparisons] for m, r in reports.items()},
                "report_html": str(out / "report.html"), "report_md": str(out / "report.md")}
     write_json(out / "compare_summary.json", summary)
@@ -132,6 +149,88 @@ def _figures(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, strateg
     return out
 
 
+@dataclass
+class Evaluation:
+    """What the report shows of the repeats' per-sample predictions and operating points."""
+
+    auroc: pd.DataFrame  # one row per strategy
+    operating_points: pd.DataFrame  # one row per (strategy, point)
+    figures: list[Figure]
+
+
+AUROC_NOTE = ("AUROC of the positive class vs the rest on the test split. Across seeds: the mean, standard "
+              "deviation and range over the paired seeds: how much AUROC moves when the training seed changes. "
+              "Within one seed: the AUROC of one trained model (seed {seed}) with a 95% percentile bootstrap CI "
+              "that resamples test patients (2,000 replicates): how much it moves with the test sample alone.")
+OPERATING_POINTS_NOTE = ("Each operating point's threshold is fixed on the validation split of the same run and applied "
+                         "to the test split; mean ± SD over the seeds. Comparing strategies at one operating point asks "
+                         "whether an advantage is a better model or only a moved decision threshold.")
+
+
+def _evaluation(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, strategies: list[str], colors: dict,
+                warnings: list[str]) -> Evaluation:
+    """AUROC across and within seeds, operating-point metrics, and the curve, calibration and
+    embedding figures, from the repeat runs' stored predictions (runs without any are left out, with
+    a warning)."""
+    frames, missing = prediction_frames(tracker, long, "best" if spec.repeats.use == "best" else "final")
+    if missing:
+        warnings.append(f"{plural(len(missing), 'repeat run')} stored no predictions ({', '.join(missing[:5])}"
+                        f"{', ...' if len(missing) > 5 else ''}): the curves, calibration and AUROC tables leave them "
+                        "out; they were run before predictions were stored")
+    names = class_names(tracker, strategies[0])
+    positive = resolve_class(names, spec.data.positive_class)
+    points = operating_point_table(tracker, long, spec.repeats.use)
+    ops = (points.groupby(["strategy", "point", "metric"], sort=False).value
+           .agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}").unstack("metric")
+           .reset_index() if not points.empty else pd.DataFrame(columns=["strategy", "point"]))
+    shown = [s for s in strategies if s in frames]
+    rows, roc, pr, bins, ece, coords = [], {}, {}, {}, {}, {}
+    for s in progress_bar(shown, "compare: curves and bootstrap", "strategy"):
+        by_seed = frames[s]
+        seed = spec.repeats.first_seed if spec.repeats.first_seed in by_seed else min(by_seed)
+        roc[s], pr[s] = roc_band(list(by_seed.values()), positive), pr_band(list(by_seed.values()), positive)
+        bins[s] = reliability(list(by_seed.values()))
+        ece[s] = float(np.mean([calibration_metrics(f.label.to_numpy(), probabilities(f))["ece"]
+                                for f in by_seed.values()]))
+        one = by_seed[seed]
+        auroc, low, high = patient_bootstrap_auroc(one.label.to_numpy() == positive, probabilities(one)[:, positive],
+                                                   one.patient.to_numpy(), seed=spec.repeats.first_seed)
+        scores = np.array(roc[s].scores)
+        rows.append({"strategy": s, "seeds": len(scores), "mean": scores.mean(),
+                     "SD across seeds": scores.std(ddof=1) if len(scores) > 1 else np.nan,
+                     "min": scores.min(), "max": scores.max(), "seed": seed, "seed AUROC": auroc,
+                     "patient bootstrap 95% CI low": low, "patient bootstrap 95% CI high": high,
+                     "test patients": one.patient.nunique()})
+        with_features = [(k, f) for k, f in by_seed.items() if "features" in f and f.features.notna().all()]
+        if with_features:
+            k, f = with_features[0]
+            points_2d, method = embedding(np.stack(f.features.to_numpy()), seed=k)
+            coords[s] = (points_2d, f.label.to_numpy(), method)
+    auroc_table = pd.DataFrame(rows).set_index("strategy") if rows else pd.DataFrame()
+    figures = []
+    if shown:
+        prevalence = float(np.mean([(f.label == positive).mean() for s in shown for f in frames[s].values()]))
+        figures += [
+            Figure("roc_pr", plots.roc_and_pr(roc, pr, prevalence, names[positive], colors),
+                   "ROC (left) and precision-recall (right) curves of the positive class on the test split: per "
+                   "strategy the mean curve over the seeds (sensitivity read at fixed false-positive rates, "
+                   "interpolated precision at fixed recalls) with a band of one SD; the legend gives the mean "
+                   "AUROC / average precision ± SD over seeds."),
+            Figure("reliability", plots.reliability_diagrams(bins, ece, colors),
+                   f"Reliability diagrams: test predictions of all seeds pooled into {len(bins[shown[0]])} "
+                   "equal-width bins of top-class confidence; bars are each bin's accuracy (darker: more samples), "
+                   "dots its mean confidence; on the dashed diagonal the probabilities are calibrated. ECE is the "
+                   "mean over seeds of the expected calibration error.")]
+    if coords:
+        seed = spec.repeats.first_seed
+        figures.append(Figure("embedding", plots.embeddings(coords, names, seed),
+                              f"Penultimate-layer features of the test split (seed {seed}) in two dimensions "
+                              "(scikit-learn t-SNE on 50 principal components, or PCA beyond 3,000 images), "
+                              "each point coloured by its true class: how well each strategy's representation "
+                              "separates the classes (report 002 used t-SNE to show what over-sampling did)."))
+    return Evaluation(auroc_table, ops, figures)
+
+
 PER_STRATEGY = {"n": "seeds", "mean": "mean", "std": "std", "median": "median", "iqr": "IQR", "iqm": "IQM",
                 "iqm_ci_low": "IQM 95% CI low", "iqm_ci_high": "IQM 95% CI high"}
 PER_STRATEGY_NOTE = ("IQR: interquartile range. IQM: interquartile mean, the mean of the middle half of the "
@@ -170,7 +269,7 @@ def _summary_table(reports: dict[str, MetricReport]) -> tuple[pd.DataFrame, pd.D
 
 
 def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport], friedman: dict,
-            warnings: list[str], scope: str, figures: list[Figure]) -> list[tuple]:
+            warnings: list[str], scope: str, figures: list[Figure], evaluation: Evaluation) -> list[tuple]:
     """The report as a list of blocks, rendered as HTML and as Markdown."""
     n = long.seed.nunique()
     epoch = "final epoch" if spec.repeats.use == "final" else "best-validation epoch"
@@ -199,6 +298,16 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
             ranks = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["mean_ranks"].items(), key=lambda kv: kv[1]))
             blocks.append(("p", f"Friedman chi-squared = {f['statistic']:.3g}, p = {f['p_value']:.3g}; mean ranks "
                                 f"(1 = best) {ranks}; Nemenyi critical difference {f['critical_difference']:.2f}."))
+    blocks.append(("h2", "Discrimination and operating points"))
+    if not evaluation.auroc.empty:
+        seed = int(evaluation.auroc["seed"].iloc[0])
+        blocks.append(("table", evaluation.auroc.drop(columns="seed").rename(columns={"seed AUROC": f"seed {seed} AUROC"}),
+                       None, AUROC_NOTE.format(seed=seed)))
+    if not evaluation.operating_points.empty:
+        blocks.append(("table", evaluation.operating_points, None, OPERATING_POINTS_NOTE))
+    else:
+        blocks.append(("p", "No operating points: set training.evaluation.operating_points (e.g. [youden, "
+                            "{specificity: 0.95}]) to compare strategies at a validation-chosen threshold."))
     blocks.append(("h2", "Figures"))
     blocks += [("figure", f) for f in figures]
     return blocks

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from trainables.predictions import PREDICTIONS_FILE, read_predictions
 from trainables.progress import progress_bar
 
 from .errors import StudyError
@@ -134,6 +135,36 @@ def summed_confusions(tracker: StudyTracker, long: pd.DataFrame, key: str) -> di
         cm = np.array(json.loads(Path(path).read_text())[key])
         sums[strategy] = sums.get(strategy, 0) + cm
     return sums
+
+
+def prediction_frames(tracker: StudyTracker, long: pd.DataFrame, model: str) -> tuple[dict[str, dict[int, pd.DataFrame]], list[str]]:
+    """Per strategy, seed -> the test predictions of ``model`` (``final`` or ``best``) stored in each repeat run;
+    and the runs without a predictions artifact (runs of a study repeated before predictions were stored)."""
+    frames: dict[str, dict[int, pd.DataFrame]] = {}
+    missing = []
+    for strategy, seed, run_id in progress_bar(list(zip(long.strategy, long.seed, long.run_id)),
+                                               "compare: predictions", "run"):
+        try:
+            path = tracker.client.download_artifacts(run_id, PREDICTIONS_FILE)
+        except (OSError, MlflowException):
+            missing.append(f"{strategy} seed {seed}")
+            continue
+        frame = read_predictions(path)
+        frames.setdefault(strategy, {})[int(seed)] = frame[frame.model == model].reset_index(drop=True)
+    return frames, missing
+
+
+def operating_point_table(tracker: StudyTracker, long: pd.DataFrame, use: str) -> pd.DataFrame:
+    """Long table of every repeat run's operating-point test metrics (``test_at_<point>/<metric>``, of
+    the final or best-validation model): strategy, seed, point, metric, value."""
+    prefix = "best/test_at_" if use == "best" else "test_at_"
+    rows = []
+    for strategy, seed, run_id in zip(long.strategy, long.seed, long.run_id):
+        for key, value in tracker.client.get_run(run_id).data.metrics.items():
+            if key.startswith(prefix):
+                point, _, metric = key.removeprefix(prefix).partition("/")
+                rows.append({"strategy": strategy, "seed": seed, "point": point, "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=["strategy", "seed", "point", "metric", "value"])
 
 
 def class_names(tracker: StudyTracker, strategy: str) -> list[str]:

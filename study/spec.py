@@ -19,7 +19,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from trainables.config import TrialConfig, deep_merge, format_validation_error, parse_config
 from trainables.data import DataConfig
 from trainables.errors import ConfigError
-from trainables.metric_names import metric_name
+from trainables.metric_names import lower_is_better, metric_name
+from trainables.operating_points import check_operating_point
 from trainables.registry import StrictModel
 from trainables.strategies import PRESETS
 
@@ -129,9 +130,9 @@ class SearchConfig(StrictModel):
     @field_validator("mode")
     @classmethod
     def _metric_direction(cls, v: str, info) -> str:
-        """The metric goes the way of ``mode``: loss is the only metric to minimise."""
+        """The metric goes the way of ``mode``: losses, Brier score and ECE are minimised."""
         metric = info.data.get("metric")
-        if metric and not info.data.get("objectives") and metric.endswith("/loss") == (v == "max"):
+        if metric and not info.data.get("objectives") and lower_is_better(metric) == (v == "max"):
             want = "min" if v == "max" else "max"
             raise ValueError(f"{metric} is {'minimised' if want == 'min' else 'maximised'}: with mode {v} "
                              f"the search would look for the worst config; set search.mode: {want}")
@@ -140,7 +141,7 @@ class SearchConfig(StrictModel):
     @model_validator(mode="after")
     def _one_direction(self) -> SearchConfig:
         """Every objective goes the way of ``mode``."""
-        wrong = [m for m in self.objectives if (m.endswith("/loss")) == (self.mode == "max")]
+        wrong = [m for m in self.objectives if lower_is_better(m) == (self.mode == "max")]
         if wrong:
             verb = "maximised" if self.mode == "max" else "minimised"
             raise ValueError(f"objectives: {', '.join(wrong)} cannot be {verb} with the others "
@@ -184,7 +185,7 @@ class RepeatsConfig(StrictModel):
     vary_split: bool = False
     use: Literal["final", "best"] = "final"
     metrics: list[str] = ["test/sensitivity", "test/ppv", "test/balanced_accuracy", "test/accuracy",
-                          "test/macro_f1", "test/pr_auc", "test/specificity"]
+                          "test/macro_f1", "test/auroc", "test/pr_auc", "test/specificity"]
 
     @field_validator("metrics")
     @classmethod
@@ -193,7 +194,7 @@ class RepeatsConfig(StrictModel):
         classes once they are loaded)."""
         for m in v:
             split, _, name = m.partition("/")
-            if split not in ("test", "test_tta") or not name:
+            if split.partition("_at_")[0] not in ("test", "test_tta") or not name:
                 raise ValueError(f"{m!r}: repeats are compared on the test split: use test/<metric> "
                                  "(or test_tta/<metric> with tta)")
             metric_name(m, ("test", "test_tta"))
@@ -254,6 +255,15 @@ class StudySpec(StrictModel):
             raise ValueError(f"search.strategy_space names strategies not in strategies: {sorted(unknown)}")
         for name in self.strategies:
             self.check_trial_config(name)
+        for name in self.strategies:
+            evaluation = parse_config(self.base_config(name)).evaluation
+            for field, metrics in (("search.metric", [self.search.metric]), ("search.objectives", self.search.objectives),
+                                   ("repeats.metrics", self.repeats.metrics)):
+                for m in metrics:
+                    try:
+                        check_operating_point(field, m, evaluation)
+                    except ValueError as exc:
+                        raise ValueError(f"{exc} in strategy {name}; add it under training.evaluation") from None
         if any(m.startswith("test_tta/") for m in self.repeats.metrics):
             plain = [s for s in self.strategies if "tta" not in self.space(s)
                      and not parse_config(self.base_config(s)).tta]

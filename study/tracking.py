@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pyarrow.fs
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from ray.tune.logger import LoggerCallback
+
+from trainables.predictions import PREDICTIONS_FILE
 
 from .errors import TrackingError
 from .spec import StudySpec
@@ -174,12 +177,14 @@ class MLflowTrialLogger(LoggerCallback):
     config the phase's ``view`` gives), per-epoch metrics with step = epoch, tags, FINISHED/FAILED
     status, under the parent run of the trial's strategy.
     Picklable (Tune saves it with the experiment); the client is created in ``setup``. A restored
-    trial finds its run again by ``trial_id`` and skips epochs it already logged."""
+    trial finds its run again by ``trial_id`` and skips epochs it already logged. With ``predictions``
+    the per-sample test predictions a trial writes beside a checkpoint become the run's
+    ``predictions.parquet`` artifact (read from Tune's storage, wherever the trial ran)."""
 
     def __init__(self, uri: str, experiment_id: str, parents: dict[str, str], tags: dict[str, str],
-                 epochs: int, view) -> None:
+                 epochs: int, view, predictions: bool = False) -> None:
         self.uri, self.experiment_id, self.parents = uri, experiment_id, parents
-        self.tags, self.epochs, self.view = tags, epochs, view
+        self.tags, self.epochs, self.view, self.predictions = tags, epochs, view, predictions
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, int] = {}
         self._open: set[str] = set()  # runs started or resumed and not ended yet
@@ -231,6 +236,20 @@ class MLflowTrialLogger(LoggerCallback):
             matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
             if matrices:
                 self.client.log_dict(run_id, matrices, "confusion_matrices.json")
+
+    def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+        if not self.predictions:
+            return
+        with self._failing_runs():
+            source = f"{checkpoint.path}/{PREDICTIONS_FILE}"
+            if checkpoint.filesystem.get_file_info(source).type == pyarrow.fs.FileType.NotFound:
+                return
+            run_id = self._run_for(trial)
+            with tempfile.TemporaryDirectory(prefix="cxr-predictions-") as folder:
+                local = f"{folder}/{PREDICTIONS_FILE}"
+                pyarrow.fs.copy_files(source, local, source_filesystem=checkpoint.filesystem,
+                                      destination_filesystem=pyarrow.fs.LocalFileSystem())
+                self.client.log_artifact(run_id, local)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         with self._failing_runs():

@@ -63,23 +63,27 @@ class SearchView:
         return config["strategy"], config["trial"]
 
 
-def repeat_config(best: dict, seed: int, vary_split: bool) -> dict:
+def repeat_config(best: dict, seed: int, vary_split: bool, features: bool = False) -> dict:
     """The trial config of one repeat: the best searched config with the repeat's seed (and the
-    split seed derived from it when the split varies too)."""
+    split seed derived from it when the split varies too); ``features`` stores the test split's
+    penultimate features with its predictions."""
     config = copy.deepcopy(best)
     config["seed"] = seed
     if vary_split:
         config["data"]["split_seed"] = seed
+    if features:
+        config.setdefault("evaluation", {})["features"] = True
     return config
 
 
 class RepeatView:
     """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config: the
-    strategy's best searched config (validated once here) with the repeat's seed."""
+    strategy's best searched config (validated once here) with the repeat's seed. The run of
+    ``features_seed`` also stores its penultimate test features (the report's embedding plot)."""
 
-    def __init__(self, configs: dict[str, dict], vary_split: bool) -> None:
+    def __init__(self, configs: dict[str, dict], vary_split: bool, features_seed: int | None = None) -> None:
         self.configs = {s: validated(c) for s, c in configs.items()}
-        self.vary_split = vary_split
+        self.vary_split, self.features_seed = vary_split, features_seed
 
     @staticmethod
     def param_space(pairs: list[tuple[str, int]]) -> dict:
@@ -88,4 +92,5 @@ class RepeatView:
 
     def __call__(self, config: dict) -> tuple[str, dict]:
         run = config["run"]
-        return run["strategy"], repeat_config(self.configs[run["strategy"]], run["seed"], self.vary_split)
+        return run["strategy"], repeat_config(self.configs[run["strategy"]], run["seed"], self.vary_split,
+                                              features=run["seed"] == self.features_seed)

@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .hooks import HOOKS
 from .metric_names import metric_name
 from .models import MODELS
+from .operating_points import EvaluationConfig, check_operating_point
 from .registry import StrictModel
 from .self_supervised import SSLConfig
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
@@ -58,6 +59,7 @@ class TrialConfig(StrictModel):
     vabal: VabalConfig | None = None
     tta: int = Field(0, ge=0)
     tta_augment: str = "standard"
+    evaluation: EvaluationConfig = EvaluationConfig()
     monitor: str = "val/balanced_accuracy"
     monitor_mode: Literal["max", "min"] = "max"
     test_every_epoch: bool = False
@@ -95,6 +97,7 @@ class TrialConfig(StrictModel):
         check_lr_policy(self.lr_policy, self.lr_options, self.epochs)
         check_init_path(self.init, self.init_path)
         check_freeze(self.freeze, self.model)
+        check_operating_point("monitor", self.monitor, self.evaluation)
         return self
 
 

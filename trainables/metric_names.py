@@ -6,19 +6,41 @@ import re
 
 from .errors import ConfigError
 
-METRIC_NAMES = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
-                "specificity", "pr_auc")
+METRIC_NAMES = ("loss", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "sensitivity", "ppv",
+                "specificity", "npv", "f1", "mcc", "pr_auc", "auroc", "macro_auroc", "brier", "ece")
+# Metrics where lower is better; every other metric is maximised.
+LOWER_IS_BETTER = frozenset({"loss", "log_loss", "brier", "ece"})
+# What each operating point reports, under ``<split>_at_<point>/`` (:mod:`trainables.operating_points`).
+OPERATING_POINT_METRICS = ("sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "threshold")
+_AT = re.compile(r"^(?P<split>\w+?)_at_(?P<point>[A-Za-z0-9.]+)$")
 
 
 def metric_name(v: str, splits: tuple[str, ...] = ("val",)) -> str:
     """``v`` if it is a ``<split>/<metric>`` name the loop reports for one of ``splits``, else
-    ``ValueError`` (``recall_<class>`` is checked against the data's classes when they are known:
-    :func:`check_class_metric`)."""
+    ``ValueError``. ``recall_<class>`` is checked against the data's classes when they are known
+    (:func:`check_class_metric`); an operating point's ``<split>_at_<point>/<metric>`` against the
+    trial's ``evaluation.operating_points`` (:func:`operating_point_of`)."""
     split, _, name = v.partition("/")
+    at = _AT.match(split)
+    if at and at["split"] in splits and at["split"] != "val_tta" and name in OPERATING_POINT_METRICS:
+        return v
     if split not in splits or not (name in METRIC_NAMES or name.startswith("recall_")):
         raise ValueError(f"expected {splits[0]}/<metric> with metric in {', '.join(METRIC_NAMES)} or "
-                         f"recall_<class>, got {v!r}")
+                         f"recall_<class>, or {splits[0]}_at_<operating point>/<metric> with metric in "
+                         f"{', '.join(OPERATING_POINT_METRICS)}; got {v!r}")
     return v
+
+
+def operating_point_of(v: str) -> str | None:
+    """The operating point a metric name is taken at (``test_at_sens90/ppv`` -> ``sens90``), or None."""
+    at = _AT.match(v.partition("/")[0])
+    return at["point"] if at else None
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether ``metric`` (``<split>/<name>``, possibly under ``best/``) is minimised: the losses,
+    the Brier score and the expected calibration error."""
+    return metric.rpartition("/")[2] in LOWER_IS_BETTER
 
 
 _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_.\- ]")

@@ -27,8 +27,9 @@ from .data import ImageArrays, load_arrays, split_indices
 from .data.augment import AUGMENTS, centre_crop
 from .errors import TrainingDiverged
 from .hooks import TrialHook, active_hooks
-from .metrics import classification_metrics, resolve_class
+from .metrics import choose_threshold, classification_metrics, operating_point_metrics, resolve_class
 from .models import build_model, normalisation
+from .predictions import prediction_frame, write_predictions
 from .seeds import stream_seed
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.freeze import train_mode
@@ -101,11 +102,14 @@ class TrialState:
     data_gen: torch.Generator
     aug_gen: torch.Generator
     train_labels_cpu: torch.Tensor
+    arrays: ImageArrays | None = None  # the prepared arrays (patient ids and files of the predictions)
+    index: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the arrays
     hooks: list[TrialHook] = field(default_factory=list)
     sampler_weights: torch.Tensor | None = None  # per-sample weights (CPU) a hook gives the sampler
     loss_weights: torch.Tensor | None = None  # per-sample weights (CPU) a hook gives the loss
     epoch: int = 0
     best: dict = field(default_factory=dict)  # monitor value, epoch, val metrics, model state
+    predictions: list = field(default_factory=list)  # per-sample test predictions of the epoch tested
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
@@ -177,6 +181,8 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
         data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
         aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
         train_labels_cpu=train_labels,
+        arrays=arrays,
+        index=index,
         hooks=hooks,
     )
     for hook in hooks:
@@ -221,29 +227,111 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
             "train/lr": t.policy.lr(), "train/epoch_seconds": time.perf_counter() - start}
 
 
+@dataclass
+class Predictions:
+    """One model's predictions on one split: class probabilities float64 ``[N, C]``, true labels int64
+    ``[N]``, the mean negative log-likelihood, and (when asked) penultimate features float32 ``[N, D]``."""
+
+    split: str
+    probs: np.ndarray
+    labels: np.ndarray
+    loss: float
+    tta: int = 0
+    features: np.ndarray | None = None
+
+
+def penultimate(model: nn.Module) -> nn.Module:
+    """The model's last ``nn.Linear``, whose input is the penultimate features."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
 @torch.no_grad()
-def evaluate(t: TrialState, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
-    """Centre-crop predictions of ``model`` (default the trial's) on one split, all metrics. With
-    ``tta`` > 0 the prediction is the mean softmax over the centre crop and ``tta`` views augmented by
-    ``tta_augment`` (the same seeded views at every call), named ``<split>_tta/*``."""
+def predict(t: TrialState, split: str, model: nn.Module | None = None, tta: int = 0,
+            features: bool = False) -> Predictions:
+    """Centre-crop predictions of ``model`` (default the trial's) on one split. With ``tta`` > 0 the
+    prediction is the mean softmax over the centre crop and ``tta`` views augmented by
+    ``tta_augment`` (the same seeded views at every call). ``features`` keeps the input of the last
+    linear layer for the centre crop."""
     model = model or t.model
     model.eval()
     data, size, augment = t.splits[split], t.cfg.data.image_size, AUGMENTS.get(t.cfg.tta_augment)
     gen = torch.Generator(device=t.device).manual_seed(stream_seed(t.cfg.seed, "tta"))
-    probs, loss_sum = [], 0.0
-    for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
-        images = data.images[i:i + 4 * t.cfg.batch_size].float().div_(255)
-        views = [centre_crop(images, size)] + [augment(images, size, gen) for _ in range(tta)]
-        with t.autocast():
-            log_p = torch.stack([torch.log_softmax(model(t.inputs(v)).float(), 1) for v in views])
-        log_p = torch.logsumexp(log_p, 0) - math.log(len(views))  # log of the mean softmax
-        y = data.labels[i:i + len(images)]
-        loss_sum += float(F.nll_loss(log_p, y, reduction="sum"))
-        probs.append(log_p.exp().cpu())
+    probs, feats, loss_sum = [], [], 0.0
+    hook = penultimate(model).register_forward_hook(
+        lambda _m, args, _out: feats.append(args[0].float().flatten(1).cpu())) if features else None
+    try:
+        for i in range(0, len(data.labels), 4 * t.cfg.batch_size):
+            seen = len(feats)
+            images = data.images[i:i + 4 * t.cfg.batch_size].float().div_(255)
+            views = [centre_crop(images, size)] + [augment(images, size, gen) for _ in range(tta)]
+            with t.autocast():
+                log_p = torch.stack([torch.log_softmax(model(t.inputs(v)).float(), 1) for v in views])
+            log_p = torch.logsumexp(log_p, 0) - math.log(len(views))  # log of the mean softmax
+            y = data.labels[i:i + len(images)]
+            loss_sum += float(F.nll_loss(log_p, y, reduction="sum"))
+            probs.append(log_p.exp().cpu())
+            del feats[seen + 1:]  # the centre crop's features, not the TTA views'
+    finally:
+        if hook is not None:
+            hook.remove()
     p = torch.cat(probs).numpy().astype(np.float64)
-    metrics = classification_metrics(data.labels.cpu().numpy(), p, loss_sum / len(p),
-                                     t.class_names, t.positive)
-    return {f"{split}_tta/{k}" if tta else f"{split}/{k}": v for k, v in metrics.items()}
+    p /= p.sum(1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    return Predictions(split, p, data.labels.cpu().numpy(), loss_sum / len(p), tta,
+                       torch.cat(feats).numpy() if features else None)
+
+
+def _name(split: str, tta: int) -> str:
+    return f"{split}_tta" if tta else split
+
+
+def decision_threshold(t: TrialState, val: Predictions) -> float | None:
+    """The positive-class threshold of ``evaluation.decision``, fixed on the model's validation
+    predictions; None for the argmax."""
+    rule = t.cfg.evaluation.decision_rule
+    if rule is None:
+        return None
+    return choose_threshold(rule, val.labels == t.positive, val.probs[:, t.positive])
+
+
+def scored(t: TrialState, pred: Predictions, threshold: float | None) -> dict[str, float | list]:
+    """Every metric of one split's predictions, named ``<split>/*`` (``<split>_tta/*`` with TTA)."""
+    metrics = classification_metrics(pred.labels, pred.probs, pred.loss, t.class_names, t.positive, threshold)
+    return {f"{_name(pred.split, pred.tta)}/{k}": v for k, v in metrics.items()}
+
+
+def evaluate(t: TrialState, split: str, model: nn.Module | None = None, tta: int = 0) -> dict[str, float | list]:
+    """All metrics of ``model`` (default the trial's) on one split (see :func:`predict`), decided
+    by ``evaluation.decision`` on the same model's validation predictions."""
+    pred = predict(t, split, model, tta)
+    val = pred if split == "val" or t.cfg.evaluation.decision_rule is None else predict(t, "val", model, tta)
+    return scored(t, pred, decision_threshold(t, val))
+
+
+def tested(t: TrialState, model: nn.Module, val: Predictions) -> tuple[dict[str, float | list], Predictions]:
+    """The test metrics of ``model`` given its validation predictions ``val``: decided as
+    configured, at every operating point fixed on ``val``, and with TTA; and its test predictions."""
+    cfg = t.cfg
+    test = predict(t, "test", model, features=cfg.evaluation.features)
+    out = scored(t, test, decision_threshold(t, val))
+    pairs = [(val, test)]
+    if cfg.tta:
+        val_tta, test_tta = predict(t, "val", model, cfg.tta), predict(t, "test", model, cfg.tta)
+        out |= scored(t, test_tta, decision_threshold(t, val_tta))
+        pairs.append((val_tta, test_tta))
+    for v, p in pairs:
+        out |= operating_point_metrics(cfg.evaluation.operating_points, v.labels, v.probs, p.labels, p.probs,
+                                       t.positive, _name(p.split, p.tta))
+    return out, test
+
+
+def prediction_rows(t: TrialState, model: str, pred: Predictions):
+    """One model's predictions of a split as rows of the predictions file."""
+    index, files = t.index[pred.split], t.arrays.manifest.get("files")
+    if files is not None:
+        root = str(t.cfg.data.path).rstrip("/") + "/"
+        files = [files[i].removeprefix(root) for i in index]
+    return prediction_frame(model, index, pred.labels, pred.probs, t.class_names, t.arrays.patient_ids[index],
+                            files, pred.features)
 
 
 def _improved(t: TrialState, value: float) -> bool:
@@ -296,8 +384,10 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
     ``checkpoint_dir`` resumes a trial. Returns the last epoch's metrics.
 
     Every epoch reports ``train/*`` and ``val/*``; the last epoch (or every epoch with
-    ``test_every_epoch``) adds ``test/*`` for the final model and ``best/val/*``, ``best/test/*``
-    and ``best/epoch`` for the model of the best ``monitor`` epoch.
+    ``test_every_epoch``) adds ``test/*`` and ``test_at_<operating point>/*`` for the final model,
+    ``best/val/*``, ``best/test/*``, ``best/test_at_<operating point>/*`` and ``best/epoch`` for the
+    model of the best ``monitor`` epoch, and writes both models' test predictions
+    (:mod:`trainables.predictions`) into that epoch's checkpoint folder.
     """
     cfg = parse_config(config)
     t = build_trial(cfg, data if data is not None else load_arrays(cfg.data))
@@ -308,7 +398,10 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         for hook in t.hooks:
             hook.epoch_start(t)
         metrics = train_one_epoch(t)
-        val = evaluate(t, "val")
+        val_pred = predict(t, "val")
+        val = scored(t, val_pred, decision_threshold(t, val_pred))
+        val |= operating_point_metrics(cfg.evaluation.operating_points, val_pred.labels, val_pred.probs,
+                                       val_pred.labels, val_pred.probs, t.positive, "val")
         t.policy.after_epoch(val)
         t.epoch += 1
         metrics |= val
@@ -322,17 +415,18 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
                       "val": {k: v for k, v in val.items() if not isinstance(v, list)}}
         if t.epoch == cfg.epochs or cfg.test_every_epoch:
             best_model = _best_model(t)
-            best_test = evaluate(t, "test", best_model)
-            metrics |= evaluate(t, "test")
-            if cfg.tta:
-                best_test |= evaluate(t, "test", best_model, cfg.tta)
-                metrics |= evaluate(t, "test", tta=cfg.tta)
-            metrics |= {f"best/{k}": v for k, v in (t.best["val"] | best_test).items()}
+            final_test, final_pred = tested(t, t.model, val_pred)
+            best_test, best_pred = tested(t, best_model, predict(t, "val", best_model))
+            metrics |= final_test | {f"best/{k}": v for k, v in (t.best["val"] | best_test).items()}
             metrics["best/epoch"] = t.best["epoch"]
+            t.predictions = [prediction_rows(t, "final", final_pred), prediction_rows(t, "best", best_pred)]
         metrics["epoch"] = t.epoch
         folder = Path(tempfile.mkdtemp(prefix="cxr-ckpt-"))
         try:
             save_checkpoint(t, folder)
+            if t.predictions:
+                write_predictions(t.predictions, folder)
+                t.predictions = []
             report(metrics, str(folder))
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, field_validator
 from torch.optim import lr_scheduler
 
-from ..metric_names import metric_name
+from ..metric_names import lower_is_better, metric_name
 from ..registry import Registry, StrictModel
 
 
@@ -84,7 +84,7 @@ class OnPlateau(Scheduled):
 
     def __init__(self, optimizer: torch.optim.Optimizer, metric: str, factor: float,
                  patience: int) -> None:
-        mode = "min" if metric.endswith("/loss") else "max"
+        mode = "min" if lower_is_better(metric) else "max"
         super().__init__(optimizer, lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=mode, factor=factor, patience=patience))
         self.metric = metric

@@ -33,5 +33,11 @@ for _name, _knobs in {
 }.items():
     PRESETS.register(_name)(_knobs)
 
+# Threshold moving: the control model, every decision taken at the validation split's Youden
+# threshold for the positive class instead of the argmax (Buda et al. 2018, "A systematic study of the
+# class imbalance problem in convolutional neural networks").
+PRESETS.register("threshold_moving")({"augment": "none", "sampler": "uniform", "loss": "ce",
+                                      "evaluation": {"decision": "youden"}})
+
 # Report 001's cascade of two classifiers, otherwise the control setting.
 PRESETS.register("cascade")({"augment": "none", "sampler": "uniform", "loss": "ce", "cascade": True})
