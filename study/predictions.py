@@ -54,9 +54,8 @@ def pr_band(frames: list[pd.DataFrame], positive: int) -> Band:
     curves, scores = [], []
     for frame in frames:
         y, s = _positive(frame, positive)
-        precision, recall, _ = precision_recall_curve(y, s)  # recall decreasing
-        best = np.maximum.accumulate(precision)  # the max precision at recall >= recall[i]
-        curves.append(np.interp(GRID, recall[::-1], best[::-1]))
+        precision, recall, _ = precision_recall_curve(y, s)
+        curves.append([precision[recall >= r - 1e-12].max() for r in GRID])
         scores.append(float(average_precision_score(y, s)))
     return Band(np.mean(curves, 0), np.std(curves, 0), scores)
 
@@ -84,30 +83,37 @@ def patient_bootstrap_auroc(y_pos: np.ndarray, score: np.ndarray, patients: np.n
     ``[N]``, ``patients`` ``[N]``. Each replicate is AUROC with the draw's multiplicities as sample
     weights (the Mann-Whitney statistic, ties counting half), computed for all replicates at once.
     Returns (AUROC, low, high); NaN when the split lacks positives or negatives. Replicates that
-    draw no positive or no negative patient are left out."""
+    draw no positive or no negative patient are left out (``nanpercentile``)."""
     if y_pos.all() or not y_pos.any():
         return math.nan, math.nan, math.nan
     _, patient = np.unique(patients, return_inverse=True)
     n_patients = patient.max() + 1
-    order = np.argsort(score, kind="stable")
-    groups = np.r_[0, np.flatnonzero(np.diff(score[order])) + 1]  # runs of equal scores, ascending
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_boot, 250):  # blocks bound the memory: 250 x N weights
         b = min(250, n_boot - start)
         draws = rng.integers(0, n_patients, (b, n_patients)) + n_patients * np.arange(b)[:, None]
         counts = np.bincount(draws.ravel(), minlength=b * n_patients).reshape(b, n_patients)
-        weights = counts[:, patient][:, order].astype(np.float64)
-        pos = np.add.reduceat(weights * y_pos[order], groups, axis=1)
-        neg = np.add.reduceat(weights * ~y_pos[order], groups, axis=1)
-        below = np.cumsum(neg, 1) - neg
-        denominator = pos.sum(1) * neg.sum(1)
-        ok = denominator > 0
-        values.append((pos * (below + 0.5 * neg)).sum(1)[ok] / denominator[ok])
+        values.append(weighted_auroc(counts[:, patient].astype(np.float64), y_pos, score))
     replicates = np.concatenate(values)
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(replicates, [tail, 100 - tail])
+    low, high = np.nanpercentile(replicates, [tail, 100 - tail])
     return float(roc_auc_score(y_pos, score)), float(low), float(high)
+
+
+def weighted_auroc(weights: np.ndarray, y_pos: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """AUROC under each row of sample weights float ``[B, N]`` at once (the weighted Mann-Whitney
+    statistic, ties counting half; equal to scikit-learn's ``roc_auc_score(..., sample_weight=w)``);
+    NaN for a row without positive or negative weight."""
+    order = np.argsort(score, kind="stable")
+    groups = np.r_[0, np.flatnonzero(np.diff(score[order])) + 1]  # runs of equal scores, ascending
+    w = weights[:, order]
+    pos = np.add.reduceat(w * y_pos[order], groups, axis=1)
+    neg = np.add.reduceat(w * ~y_pos[order], groups, axis=1)
+    below = np.cumsum(neg, 1) - neg
+    denominator = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (pos * (below + 0.5 * neg)).sum(1) / denominator, np.nan)
 
 
 def embedding(features: np.ndarray, seed: int = 0, tsne_max: int = 3000) -> tuple[np.ndarray, str]:

@@ -196,7 +196,7 @@ def _evaluation(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, stra
         auroc, low, high = patient_bootstrap_auroc(one.label.to_numpy() == positive, probabilities(one)[:, positive],
                                                    one.patient.to_numpy(), seed=spec.repeats.first_seed)
         scores = np.array(roc[s].scores)
-        rows.append({"strategy": s, "seeds": len(scores), "mean": scores.mean(),
+        rows.append({"strategy": s, "seeds": len(scores), "mean AUROC": scores.mean(),
                      "SD across seeds": scores.std(ddof=1) if len(scores) > 1 else np.nan,
                      "min": scores.min(), "max": scores.max(), "seed": seed, "seed AUROC": auroc,
                      "patient bootstrap 95% CI low": low, "patient bootstrap 95% CI high": high,

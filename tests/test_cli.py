@@ -51,7 +51,7 @@ def test_trial_bad_input_is_one_message(args, message):
 def test_validate_checks_a_spec_and_its_data_without_running():
     r = study("validate", "search_spaces/quickstart.yaml")
     assert r.returncode == 0, r.stderr
-    assert "ok — study 'quickstart', 5 strategies" in r.stdout
+    assert "ok — study 'quickstart', 6 strategies" in r.stdout
     assert "data: ok — 3000 images (covid 102, normal 1719, pneumonia 1179)" in r.stdout
     assert "not checked here: the Ray address and the trials' resources" in r.stdout
     quick = study("validate", "search_spaces/quickstart.yaml", "--no-data")

@@ -15,6 +15,7 @@ from PIL import Image
 from study.report import run_compare
 from study.spec import load_spec
 from study.tracking import StudyTracker
+from trainables.predictions import prediction_frame, write_predictions
 
 CLASSES = ["covid", "normal", "pneumonia"]
 SPEC = """
@@ -53,6 +54,20 @@ def finished_study(root):
                 tracker.client.log_metric(run, "val/balanced_accuracy", 0.5 + 0.05 * epoch + 0.05 * shift, step=epoch)
             cm = rng.integers(0, 20, (3, 3)).tolist()
             tracker.client.log_dict(run, {"test/confusion_matrix": cm}, "confusion_matrices.json")
+            for point in ("youden", "spec95"):
+                for name in ("sensitivity", "specificity", "threshold"):
+                    tracker.client.log_metric(run, f"test_at_{point}/{name}", float(rng.uniform()), step=3)
+            # test predictions of 60 images from 20 patients; the covid probability separates better
+            # with each strategy; the first seed keeps its features
+            labels = rng.choice(3, 60, p=[0.2, 0.5, 0.3])
+            logits = rng.normal(size=(60, 3)) + (1 + shift) * np.eye(3)[labels]
+            probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+            features = rng.normal(size=(60, 8)) + labels[:, None] if seed == spec.repeats.first_seed else None
+            frame = prediction_frame("final", np.arange(60), labels, probs, CLASSES,
+                                     (np.arange(60) // 3).astype(str), None, features)
+            folder = root / f"{strategy}{seed}"
+            folder.mkdir()
+            tracker.client.log_artifact(run, str(write_predictions([frame], folder)))
             tracker.client.set_terminated(run, "FINISHED")
     return spec
 
@@ -77,12 +92,20 @@ def test_the_report_leads_with_a_summary_and_explains_itself(report):
     assert "<th></th>" not in page  # no unnamed index column anywhere
     assert "<th>seeds</th>" in page and "<th>IQM 95% CI low</th>" in page and "<th>p (Holm)</th>" in page
     assert "IQM: interquartile mean" in page and "Effect r: matched-pairs rank-biserial" in page
-    assert page.count("<figure") == page.count("<figcaption>") == page.count("<img") == 7  # 3 CD diagrams
+    assert page.count("<figure") == page.count("<figcaption>") == page.count("<img") == 10  # 3 CD diagrams
+    for figure in ("roc_pr", "reliability", "embedding"):
+        assert f"<figure id='{figure}'>" in page
+    evaluation = page.split("<h2>Discrimination and operating points</h2>")[1].split("<h2>")[0]
+    assert "<th>seed 100 AUROC</th>" in evaluation and "<th>patient bootstrap 95% CI low</th>" in evaluation
+    assert evaluation.count("<td>youden</td>") == evaluation.count("<td>spec95</td>") == 3
+    aurocs = {row["strategy"]: row for row in summary["auroc"]}
+    assert aurocs["loss_weight"]["mean AUROC"] > aurocs["control"]["mean AUROC"]  # it separates better
+    assert all(r["test patients"] == 20 and r["seeds"] == 8 for r in aurocs.values())
     assert "8 seeds per strategy" in page
     verdicts = summary["verdicts"]["test/sensitivity"]
     assert all(re.search(r", \d of 8 seeds better", v) for v in verdicts), verdicts
     md = (folder / "report.md").read_text()
-    assert md.index("## Summary") < md.index("## test/sensitivity") and md.count("![") == 7
+    assert md.index("## Summary") < md.index("## test/sensitivity") and md.count("![") == 10
 
 
 @pytest.mark.browser
@@ -109,6 +132,6 @@ def test_the_report_renders_in_chromium_with_every_image_decoded(report, tmp_pat
     r = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     decoded = json.loads(re.search(r'data-decoded="([^"]*)"', r.stdout).group(1).replace("&quot;", '"'))
-    assert decoded == [True] * 7
-    for section in ("Summary", "test/sensitivity", "Figures"):
+    assert decoded == [True] * 10
+    for section in ("Summary", "test/sensitivity", "Discrimination and operating points", "Figures"):
         assert f"<h2>{section}</h2>" in r.stdout

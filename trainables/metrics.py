@@ -62,6 +62,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, loss: float, c
     fn = support[positive] - cm[positive, positive]
     negatives = len(y_true) - support[positive]
     called_negative = len(y_true) - cm[:, positive].sum()
+    tp = cm[positive, positive]
+    margins_filled = min(support[positive], negatives, tp + fp, called_negative) > 0
     out: dict[str, float | list] = {
         "loss": float(loss),
         "log_loss": float(loss),
@@ -73,7 +75,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, loss: float, c
         "specificity": float((negatives - fp) / negatives) if negatives else 0.0,
         "npv": float((called_negative - fn) / called_negative) if called_negative else 0.0,
         "f1": float(f1[positive]),
-        "mcc": float(matthews_corrcoef(y_true == positive, y_pred == positive)),
+        "mcc": float(matthews_corrcoef(y_true == positive, y_pred == positive)) if margins_filled else 0.0,
     }
     out |= ranking_metrics(y_true, probs, positive)
     out |= calibration_metrics(y_true, probs)
