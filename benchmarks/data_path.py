@@ -4,7 +4,10 @@
    (a) torchvision ImageFolder + PIL per-sample transforms + DataLoader (best num_workers), and
    (b) cached uint8 arrays + batched per-sample-random augmentation (``trainables.data.augment``);
 2. end to end with ``simple_cnn`` at 32 px: (a) and (b) training images/s, and the pure model step
-   rate with batches already in memory.
+   rate with batches already in memory;
+3. evaluation cost: the seconds per epoch of the metrics issue 17 added (AUROC, macro AUROC, MCC,
+   Brier, ECE, and the quickstart's two operating points on validation) against a whole epoch of
+   ours (training pass + validation predictions + every metric).
 
 Usage: python benchmarks/data_path.py [--n 3000] [--size 256] [--repeats 3]
 The last line printed is one JSON object with the headline figures.
@@ -27,8 +30,9 @@ from study.synth import write_synthetic
 from trainables.config import parse_config
 from trainables.data import load_arrays
 from trainables.data.augment import AUGMENTS
+from trainables.metrics import calibration_metrics, operating_point_metrics, ranking_metrics
 from trainables.models.registry import NORMS
-from trainables.train import build_trial, train_one_epoch
+from trainables.train import build_trial, decision_threshold, predict, scored, train_one_epoch
 
 BATCH = 64
 MEAN, STD = (sum(NORMS["cifar"][0]) / 3,), (sum(NORMS["cifar"][1]) / 3,)
@@ -82,6 +86,23 @@ def model_step(trial):
     return step
 
 
+def new_metrics_seconds(labels, probs, repeats: int = 5) -> float:
+    """Median seconds of the metrics issue 17 added, on one split's predictions: AUROC, macro AUROC
+    and PR-AUC, Brier and ECE, MCC, and the quickstart's two operating points."""
+    from sklearn.metrics import matthews_corrcoef
+
+    rules = ["youden", {"specificity": 0.95}]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ranking_metrics(labels, probs, 0)
+        calibration_metrics(labels, probs)
+        matthews_corrcoef(labels == 0, probs.argmax(1) == 0)
+        operating_point_metrics(rules, labels, probs, labels, probs, 0, "val")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3000)
@@ -116,15 +137,20 @@ def main() -> None:
           f"-> {workers}")
 
     rows: dict[str, list[float]] = {k: [] for k in (
-        "a_data", "b_data", "a_train", "b_train", "model_step")}
+        "a_data", "b_data", "a_train", "b_train", "model_step", "epoch_s", "new_metrics_s")}
     for _ in range(args.repeats):
         rows["a_data"].append(time_loader(seed_style_loader(root, workers), batches))
         rows["b_data"].append(ours_data_only(trial, batches))
         step = model_step(trial)
         trial.model.train()
         rows["a_train"].append(time_loader(seed_style_loader(root, workers), batches, step))
+        start = time.perf_counter()
         epoch = train_one_epoch(trial)
+        val = predict(trial, "val")
+        scored(trial, val, decision_threshold(trial, val))
+        rows["epoch_s"].append(time.perf_counter() - start)
         rows["b_train"].append(n_train / epoch["train/epoch_seconds"])
+        rows["new_metrics_s"].append(new_metrics_seconds(val.labels, val.probs))
         # pure model step: the same number of batches, already augmented, in memory
         xs = [(trial.inputs(AUGMENTS.get("standard")(
             trial.splits["train"].images[i * BATCH:(i + 1) * BATCH].float() / 255, 32, trial.aug_gen)),
@@ -135,6 +161,9 @@ def main() -> None:
         rows["model_step"].append(batches * BATCH / (time.perf_counter() - start))
 
     med = {k: statistics.median(v) for k, v in rows.items()}
+    share = med["new_metrics_s"] / med["epoch_s"]
+    print(f"evaluation: an epoch (train + validation predictions + metrics) {med['epoch_s']:.2f} s; the metrics "
+          f"issue 17 added {med['new_metrics_s'] * 1000:.1f} ms of it ({100 * share:.2f}%)")
     print(f"\n{'pipeline':58s} {'img/s (median of ' + str(args.repeats) + ')':>24s}")
     labels = {
         "a_data": f"1a data only: ImageFolder + PIL + DataLoader({workers} workers)",
@@ -151,7 +180,8 @@ def main() -> None:
           f"{med['b_train'] / med['a_train']:.2f}x; 2b epoch time / pure model time: "
           f"{epoch_over_model:.2f}")
     print(json.dumps({"speedup_vs_pil": round(speedup, 2),
-                      "epoch_over_model_step": round(epoch_over_model, 3)}))
+                      "epoch_over_model_step": round(epoch_over_model, 3),
+                      "new_metrics_epoch_share": round(share, 4)}))
 
 
 if __name__ == "__main__":
