@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from study.predictions import GRID, embedding, patient_bootstrap_auroc, pr_band, reliability, roc_band, weighted_auroc
+from study.predictions import (
+    GRID,
+    embedding,
+    patient_bootstrap_auroc,
+    pr_band,
+    reliability,
+    roc_band,
+    weighted_auroc,
+)
 from trainables.predictions import prediction_frame, probabilities, read_predictions, write_predictions
 
 NAMES = ["covid", "normal", "pneumonia"]
