@@ -8,7 +8,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from test_datasets import _chexpert_layout, _dicom, chexpert_rows, nih, pneumonia_layout, write_images  # noqa: F401
+
+from trainables.predictions import PREDICTIONS_FILE, read_predictions
 
 SPEC = """
 name: {name}
@@ -80,6 +83,14 @@ def test_a_study_runs_end_to_end_on_the_native_layout(tmp_path, preset):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "compare (3 paired seeds, baseline control" in r.stdout
     assert (tmp_path / "results" / preset.replace("_", "") / "report" / "report.html").is_file()
+    # every repeat run's predictions name real files under data.path and their patients
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = [r for r in client.search_runs([client.get_experiment_by_name(preset.replace("_", "")).experiment_id],
+                                          "tags.phase = 'repeat'") if "trial_id" in r.data.tags]
+    assert len(runs) == 6
+    frame = read_predictions(client.download_artifacts(runs[0].info.run_id, PREDICTIONS_FILE))
+    assert len(frame) > 0 and all((root / f).is_file() for f in frame.file)
+    assert frame.patient.str.len().gt(0).all()
 
 
 @pytest.mark.slow

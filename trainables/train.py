@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from .seeds import stream_seed
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Report = Callable[[dict, str | None], None]
 CHECKPOINT_FILE = "trial.pt"
@@ -324,7 +328,7 @@ def tested(t: TrialState, model: nn.Module, val: Predictions) -> tuple[dict[str,
     return out, test
 
 
-def prediction_rows(t: TrialState, model: str, pred: Predictions):
+def prediction_rows(t: TrialState, model: str, pred: Predictions) -> pd.DataFrame:
     """One model's predictions of a split as rows of the predictions file."""
     index, files = t.index[pred.split], t.arrays.manifest.get("files")
     if files is not None:
