@@ -48,7 +48,7 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
                                   higher_is_better=not lower_is_better(metric), alpha=spec.compare.alpha,
-                                  all_pairs=spec.compare.all_pairs)
+                                  all_pairs=spec.compare.all_pairs, rope=spec.compare.rope)
         except ValueError as exc:
             raise StudyError(f"repeats.metrics: {exc}: the repeat runs in MLflow do not record it") from None
         if absent:
@@ -247,6 +247,13 @@ COMPARISON_NOTE = ("Median difference: of the paired seeds' values, strategy min
                    "strategy is better, ties counting half. Seeds not tied: those whose difference is not "
                    "zero (within 1e-9 of the metric's scale).")
 
+ROPE_COLUMNS = {"p_rope_better": "P(better, ROPE)", "p_rope_equivalent": "P(equivalent)", "p_rope_worse": "P(worse, ROPE)"}
+ROPE_NOTE = (" P(better, ROPE), P(equivalent), P(worse, ROPE): the Bayesian signed-rank test (Benavoli et al. 2017, "
+             "baycomp) with a region of practical equivalence of ±{rope} in the metric's units: the posterior "
+             "probabilities that the strategy is better by more than it, that the difference lies within it, and "
+             "that it is worse; above 0.95 a probability is a decision. Where the Wilcoxon test can only say "
+             "'not significant', P(equivalent) says whether the strategies are practically the same.")
+
 
 def _summary_table(reports: dict[str, MetricReport]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The verdicts in one table (one row per comparison, one column per metric), and a same-shaped
@@ -292,7 +299,9 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                    ("list", [c.verdict for c in rep.comparisons])]
         frame = rep.comparisons_frame()
         if not frame.empty:
-            blocks.append(("table", frame[list(COMPARISON)].rename(columns=COMPARISON), None, COMPARISON_NOTE))
+            columns = COMPARISON | (ROPE_COLUMNS if spec.compare.rope else {})
+            note = COMPARISON_NOTE + (ROPE_NOTE.format(rope=spec.compare.rope) if spec.compare.rope else "")
+            blocks.append(("table", frame[list(columns)].rename(columns=columns), None, note))
         if metric in friedman:
             f = friedman[metric]
             ranks = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["mean_ranks"].items(), key=lambda kv: kv[1]))

@@ -205,6 +205,7 @@ class CompareConfig(StrictModel):
     baseline: str = "control"
     alpha: float = Field(0.05, gt=0, lt=1)
     all_pairs: bool = False
+    rope: float | None = Field(None, gt=0)  # region of practical equivalence, in each metric's units
 
 
 class StudySpec(StrictModel):

@@ -51,6 +51,10 @@ class Comparison:
     rank_biserial: float = math.nan
     p_improvement: float = math.nan
     p_improvement_ci: tuple[float, float] = (math.nan, math.nan)
+    rope: float = math.nan  # the region of practical equivalence, +- in the metric's units
+    p_rope_better: float = math.nan  # Bayesian signed-rank test: P(strategy better by more than the ROPE)
+    p_rope_equivalent: float = math.nan  # P(the difference lies within the ROPE)
+    p_rope_worse: float = math.nan
     verdict: str = ""
 
 
@@ -177,19 +181,24 @@ def seeds_needed(alpha: float, comparisons: int) -> int:
     return n
 
 
+NOT_PROPORTIONS = {"loss", "log_loss", "brier", "threshold"}  # in [0, 1] at times, but not shares
+
+
 def _points(metric: str, table: pd.DataFrame) -> tuple[float, str]:
     """Proportions are spoken of in points (x100); other metrics in their own units."""
     values = table.to_numpy(float)
     values = values[np.isfinite(values)]
-    proportion = metric.split("/")[-1] != "loss" and values.size and values.min() >= 0 and values.max() <= 1
+    proportion = (metric.split("/")[-1] not in NOT_PROPORTIONS and values.size and values.min() >= 0
+                  and values.max() <= 1)
     return (100.0, " points") if proportion else (1.0, "")
 
 
 def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: bool = True,
             alpha: float = 0.05, all_pairs: bool = False, seed: int = 0,
-            n_boot: int = N_BOOT) -> MetricReport:
+            n_boot: int = N_BOOT, rope: float | None = None) -> MetricReport:
     """All statistics of one metric: per strategy, each vs the baseline (or every pair), Holm over
-    this metric's comparisons, Friedman with mean ranks and Nemenyi's critical difference.
+    this metric's comparisons, Friedman with mean ranks and Nemenyi's critical difference; with
+    ``rope``, each comparison's Bayesian signed-rank probabilities (:func:`rope_probabilities`).
 
     A seed without a value for every strategy cannot be paired: it is left out, and a warning
     names it; a table with no complete seed is a ``ValueError`` (no NaN ever reaches a verdict)."""
@@ -225,6 +234,11 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
             wins=int(np.sum(better > 0)), losses=int(np.sum(better < 0)), p_value=p,
             rank_biserial=sign * rank_biserial(x, y, step), p_improvement=float(_p_better(better)),
             p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot)))
+        if rope is not None:
+            c = comparisons[-1]
+            c.rope = rope
+            c.p_rope_better, c.p_rope_equivalent, c.p_rope_worse = rope_probabilities(
+                x, y, rope, higher_is_better, seed)
     if comparisons:
         reject, p_holm = holm([c.p_value for c in comparisons], alpha)
         for c, r, ph in zip(comparisons, reject, p_holm):
@@ -238,6 +252,34 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
                         f"{min_p_exact(n):.4g}); use at least {seeds_needed(alpha, len(comparisons))} seeds")
     return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons,
                         friedman(table, higher_is_better, alpha), warnings, scale, unit)
+
+
+ROPE_SAMPLES = 20000
+DECISIVE = 0.95  # Benavoli et al. (2017): a posterior probability above it is a decision
+
+
+def rope_probabilities(x: np.ndarray, y: np.ndarray, rope: float, higher_is_better: bool = True,
+                       seed: int = 0, nsamples: int = ROPE_SAMPLES) -> tuple[float, float, float]:
+    """The Bayesian signed-rank test with a region of practical equivalence (Benavoli et al., JMLR
+    2017, "Time for a change"; ``baycomp.SignedRankTest``, Dirichlet-process prior 0.5, ``nsamples``
+    posterior draws from ``seed``) on paired values ``x`` (the strategy) and ``y`` (what it is
+    compared with), float ``[n]``: (P(x better by more than ``rope``), P(|difference| <= ``rope``),
+    P(x worse by more than ``rope``)), "better" following ``higher_is_better``."""
+    from baycomp import SignedRankTest
+
+    x_larger, equivalent, y_larger = SignedRankTest.probs(np.asarray(x, float), np.asarray(y, float), rope,
+                                                          nsamples=nsamples, random_state=seed)
+    better, worse = (x_larger, y_larger) if higher_is_better else (y_larger, x_larger)
+    return float(better), float(equivalent), float(worse)
+
+
+def rope_phrase(c: Comparison, scale: float, unit: str) -> str:
+    """The most probable of the three regions, e.g. ``practically equivalent (P = 0.93, ROPE +-1
+    point)``; decisive when its probability exceeds ``DECISIVE``."""
+    regions = {"better": c.p_rope_better, "practically equivalent": c.p_rope_equivalent, "worse": c.p_rope_worse}
+    name, p = max(regions.items(), key=lambda kv: kv[1])
+    hedge = "" if p > DECISIVE else "probably "
+    return f"{hedge}{name} (P = {p:.2f}, ROPE ±{c.rope * scale:.3g}{unit})"
 
 
 def holm(p_values: list[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -262,9 +304,10 @@ def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alp
     claim = "significant" if c.significant else "not significant"
     direction = "better" if better or c.median_diff == 0 else "worse"
     seeds = f"{c.n} seed" if c.n == 1 else f"{c.n} seeds"
+    rope = "" if math.isnan(c.rope) else f"; Bayesian signed-rank: {rope_phrase(c, scale, unit)}"
     return (f"{c.strategy} {move} vs {c.baseline}, p_holm = {c.p_holm:.3g} ({claim} at {alpha}), "
             f"{c.wins} of {seeds} better" + (f", {c.zeros} tied" if c.zeros else "")
-            + ("" if direction == "better" else " (worse)"))
+            + ("" if direction == "better" else " (worse)") + rope)
 
 
 def friedman(table: pd.DataFrame, higher_is_better: bool = True, alpha: float = 0.05) -> dict | None:

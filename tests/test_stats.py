@@ -138,3 +138,34 @@ def test_a_planted_shift_is_detected():
         t = table(control=base + rng.normal(0, 0.03, 12), shifted=base + 0.05 + rng.normal(0, 0.03, 12))
         found += compare(t, "test/accuracy", "control", n_boot=99).comparisons[0].significant
     assert found / 50 >= 0.8
+
+
+def test_rope_identical_strategies_are_practically_equivalent():
+    x = np.random.default_rng(0).normal(0.6, 0.05, 10)
+    table = pd.DataFrame({"control": x, "same": x.copy()})
+    c = compare(table, "test/sensitivity", "control", rope=0.01, n_boot=199).comparisons[0]
+    assert c.p_rope_equivalent > 0.99 and c.p_rope_better < 0.01
+    assert "not significant" in c.verdict and "practically equivalent (P = 1.00, ROPE ±1 points)" in c.verdict
+
+
+def test_rope_a_shift_far_outside_the_rope_is_better_and_direction_follows_the_metric():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.6, 0.02, 10)
+    table = pd.DataFrame({"control": x, "up": x + 0.2 + rng.normal(0, 0.01, 10)})
+    c = compare(table, "test/sensitivity", "control", rope=0.01, n_boot=199).comparisons[0]
+    assert c.p_rope_better > 0.99 and c.verdict.endswith("better (P = 1.00, ROPE ±1 points)")
+    loss = compare(table, "test/loss", "control", higher_is_better=False, rope=0.01, n_boot=199).comparisons[0]
+    assert loss.p_rope_worse > 0.99  # a higher loss is worse
+
+
+def test_rope_figures_equal_baycomps_on_a_fixed_seed():
+    from baycomp import SignedRankTest
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(0.6, 0.05, 12), rng.normal(0.59, 0.05, 12)
+    c = compare(pd.DataFrame({"control": y, "a": x}), "test/auroc", "control", rope=0.02, n_boot=199,
+                seed=7).comparisons[0]
+    expected = SignedRankTest.probs(x, y, 0.02, nsamples=20000, random_state=7)
+    assert (c.p_rope_better, c.p_rope_equivalent, c.p_rope_worse) == pytest.approx(expected)
+    assert sum(expected) == pytest.approx(1)
+    assert np.isnan(compare(pd.DataFrame({"control": y, "a": x}), "test/auroc", "control",
+                            n_boot=199).comparisons[0].p_rope_equivalent)  # no ROPE asked, none computed
