@@ -196,6 +196,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _print_ui_hint(spec.tracking.uri)
 
 
+def cmd_compare_across(args: argparse.Namespace) -> None:
+    from .across import compare_across
+    from .spec import load_spec
+
+    summary = compare_across([load_spec(path) for path in args.specs], Path(args.out) if args.out else None)
+    for metric, result in summary["friedman"].items():
+        ranks = ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["mean_ranks"].items(), key=lambda kv: kv[1]))
+        print(f"{metric}: Friedman p = {result['p_value']:.3g} over {result['n']} data sets; mean ranks {ranks}; "
+              f"critical difference {result['critical_difference']:.2f}")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}")
+    print(f"report: {summary['report_html']}")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from .results import studies
     from .tracking import check_tracking_uri
@@ -306,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("spec")
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmp_.set_defaults(fn=cmd_compare)
+
+    acr = sub.add_parser("compare-across", help="the same strategies over several data sets (one study per "
+                         "spec): Friedman over data sets with Nemenyi's critical difference")
+    acr.add_argument("specs", nargs="+", metavar="SPEC")
+    acr.add_argument("--out", help="report folder (default <storage_path>/across-<studies>)")
+    acr.set_defaults(fn=cmd_compare_across)
 
     lst = sub.add_parser("list", help="the studies in a tracking store: phase reached, trials and runs, report")
     lst.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="default: sqlite:///mlflow.db")

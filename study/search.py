@@ -118,6 +118,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
                arrays: ImageArrays | None = None) -> dict:
     """Search every strategy of the spec in one Tune experiment (plus one per later budget raise);
     returns (and writes) the search summary. A finished search is summarised without starting Ray."""
+    spec.check_searchable()
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     if note := spec.search.random_search_note():

@@ -302,6 +302,14 @@ class StudySpec(StrictModel):
         """The shared space plus this strategy's additions (dotted keys, e.g. ``vabal.exponent``)."""
         return {**self.search.space, **self.search.strategy_space.get(strategy, {})}
 
+    def check_searchable(self) -> None:
+        """:class:`SpecError` when a strategy has nothing to search (Optuna needs a space; a spec
+        without one is fine for the phases after the search)."""
+        empty = [s for s in self.strategies if not self.space(s)]
+        if empty:
+            raise SpecError(f"search.space: nothing to search for {', '.join(empty)}; give at least one value "
+                            "(a choice of one value searches a fixed config: lr: {choice: [0.001]})")
+
     def base_config(self, strategy: str, seed: int | None = None) -> dict[str, Any]:
         """The trial config without searched values: data, model, training, the strategy's knobs."""
         config = deep_merge({"data": self.data.model_dump(mode="json", exclude_none=True),

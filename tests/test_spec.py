@@ -102,6 +102,14 @@ def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
      "repeats.metrics: expected test/<metric> with metric in .*got 'test/sensitivty'"),
     ("training: {epochs: 3, batch_size: 16}", "training: {epochs: 3, monitor: train/loss}",
      "training.monitor: expected val/<metric>"),
+    ("name: s1", "name: s1\nrepeats: {metrics: [test_at_spec95/sensitivity]}",
+     "repeats.metrics: test_at_spec95/sensitivity is taken at operating point 'spec95', which "
+     "evaluation.operating_points does not define .* in strategy control; add it under training.evaluation"),
+    ("search:\n", "search:\n  metric: val/brier\n", "search.mode: val/brier is minimised"),
+    ("name: s1", "name: s1\ncompare: {rope: 0}", "compare.rope: Input should be greater than 0"),
+    ("training: {epochs: 3, batch_size: 16}",
+     "training: {epochs: 3, evaluation: {operating_points: [youden, {spec: 0.9}]}}",
+     "training.evaluation.operating_points: item 1: {'spec': 0.9} is not a rule"),
 ])
 def test_spec_errors_name_the_yaml_path(tmp_path, old, new, message):
     with pytest.raises(SpecError, match=message):
@@ -155,3 +163,10 @@ def test_set_errors_are_blamed_on_set_and_the_file_on_the_file(tmp_path):
         parse_overrides(["lr=0.1"])
     with pytest.raises(SpecError, match=r"--set 'noequals': expected KEY=VALUE"):
         parse_overrides(["noequals"])
+
+
+def test_a_search_without_a_space_is_refused_before_anything_runs(tmp_path):
+    spec = load_spec(write(tmp_path, BASE.replace("  space:\n    lr: {loguniform: [1.0e-4, 1.0e-2]}\n", "  space: {}\n")))
+    from study.search import run_search
+    with pytest.raises(SpecError, match="search.space: nothing to search for control, mine; give at least one value"):
+        run_search(spec)
