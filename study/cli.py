@@ -196,6 +196,21 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _print_ui_hint(spec.tracking.uri)
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from .layout import report_dir
+    from .plan import describe, plan
+
+    spec = load(args)
+    frame = plan(spec, args.effect, args.power, args.max_seeds, args.simulations)
+    text = describe(frame, args.power, spec.compare.alpha)
+    folder = report_dir(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "plan.csv", index=False)
+    (folder / "plan.md").write_text(text)
+    print(text)
+    print(f"plan: {folder / 'plan.md'}")
+
+
 def cmd_compare_across(args: argparse.Namespace) -> None:
     from .across import compare_across
     from .spec import load_spec
@@ -320,6 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("spec")
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     cmp_.set_defaults(fn=cmd_compare)
+
+    pln = sub.add_parser("plan", help="how many paired seeds each comparison needs, simulated from the repeats "
+                         "in MLflow (a pilot)")
+    pln.add_argument("spec")
+    pln.add_argument("--effect", type=float, help="a minimum effect to plan for, in the metric's units "
+                     "(e.g. 0.05: 5 points of a proportion)")
+    pln.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    pln.add_argument("--max-seeds", type=int, default=50, help="largest number of seeds tried (default 50)")
+    pln.add_argument("--simulations", type=int, default=400, help="simulated studies per number of seeds")
+    pln.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pln.set_defaults(fn=cmd_plan)
 
     acr = sub.add_parser("compare-across", help="the same strategies over several data sets (one study per "
                          "spec): Friedman over data sets with Nemenyi's critical difference")
