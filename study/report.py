@@ -180,9 +180,11 @@ def _evaluation(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, stra
     names = class_names(tracker, strategies[0])
     positive = resolve_class(names, spec.data.positive_class)
     points = operating_point_table(tracker, long, spec.repeats.use)
-    ops = (points.groupby(["strategy", "point", "metric"], sort=False).value
+    points["strategy"] = pd.Categorical(points.strategy, strategies, ordered=True)  # the spec's order
+    ops = (points.groupby(["strategy", "point", "metric"], sort=False, observed=True).value
            .agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}").unstack("metric")
-           .reset_index() if not points.empty else pd.DataFrame(columns=["strategy", "point"]))
+           .reset_index().sort_values("strategy", kind="stable") if not points.empty
+           else pd.DataFrame(columns=["strategy", "point"]))
     shown = [s for s in strategies if s in frames]
     rows, roc, pr, bins, ece, coords = [], {}, {}, {}, {}, {}
     for s in progress_bar(shown, "compare: curves and bootstrap", "strategy"):
