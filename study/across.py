@@ -28,7 +28,8 @@ FEW_DATA_SETS = 5  # below it Friedman over data sets has little power (Demšar 
 
 def across_table(specs: list[StudySpec]) -> tuple[dict[str, pd.DataFrame], list[str], list[str]]:
     """Per metric common to the specs' ``repeats.metrics``, the data sets x strategies table of
-    mean test values over seeds; the strategies and metrics left out (not in every study)."""
+    mean test values over each study's seeds that have a value for every strategy; the strategies
+    and metrics left out (not in every study)."""
     if len(specs) < 2:
         raise StudyError("compare-across: give two or more specs (one study per data set)")
     names = [s.name for s in specs]
@@ -51,8 +52,9 @@ def across_table(specs: list[StudySpec]) -> tuple[dict[str, pd.DataFrame], list[
         raise StudyError(f"compare-across: Friedman's test needs 3 or more strategies with finished repeats in "
                          f"every study; common to all: {strategies or 'none'}")
     tables = {}
-    for metric in metrics:
-        rows = {name: long.groupby("strategy")[metric].mean().reindex(strategies) for name, long in longs.items()}
+    for metric in metrics:  # means over the seeds paired across every strategy of the study
+        rows = {name: long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
+                .dropna().mean() for name, long in longs.items()}
         tables[metric] = pd.DataFrame(rows).T.rename_axis("data set (study)")
     return (tables, [s for s in every_strategy if s not in strategies],
             [m for m in every_metric if m not in metrics])
@@ -79,8 +81,6 @@ def compare_across(specs: list[StudySpec], out: Path | None = None) -> dict:
         ("p", f"Studies: {', '.join(s.name for s in specs)}. Each data set is a block; its value for a strategy is "
               f"the mean over the study's paired seeds on its test split. Friedman's test over the data sets, "
               f"mean ranks (1 = best) and Nemenyi's critical difference at alpha {alpha} (Demšar 2006).")]
-    if warnings:
-        blocks.append(("warnings", warnings))
     results, figures = {}, []
     for metric, table in tables.items():
         incomplete = list(table.index[table.isna().any(axis=1)])
@@ -106,6 +106,8 @@ def compare_across(specs: list[StudySpec], out: Path | None = None) -> dict:
                          f"{result['n']} data sets and {result['k']} strategies; mean ranks {ranks}; Nemenyi "
                          f"critical difference {result['critical_difference']:.2f}."),
                    ("figure", figure)]
+    if warnings:
+        blocks.insert(2, ("warnings", warnings))
     (folder / "report.md").write_text(render_markdown(blocks))
     (folder / "report.html").write_text(render_html(blocks, "strategies across data sets"))
     summary = {"studies": [s.name for s in specs], "friedman": results, "warnings": warnings,

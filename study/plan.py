@@ -12,6 +12,11 @@ and the median difference points the way of the effect. The planned n is the sma
 reaches the target, for two effects: the observed one (the pilot's differences as they are) and a
 given minimum effect (each column shifted so its median is ``effect``, in the metric's units, its
 spread kept). Seeded; no normality assumed.
+
+The plan is optimistic for coarse metrics: the compare stage rounds values to a grid, and a metric
+that is a ratio of few counts (sensitivity on 20 positives) then has zero and tied differences, which
+it drops or tests with the permutation distribution, with less power than the exact branch the
+jittered simulation exercises. Treat its numbers as a lower bound there.
 """
 from __future__ import annotations
 

@@ -37,13 +37,19 @@ SCOPE = ("Scope: these seeds vary {sources} on one data set; the results support
 
 
 def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
-    """Per metric of ``repeats.metrics``: the seeds x strategies table and its statistics."""
+    """Per metric of ``repeats.metrics`` that the repeat runs record: the seeds x strategies table and
+    its statistics. A metric no run records (runs repeated before it was reported) is left out with a
+    warning; when none is recorded, :class:`StudyError`."""
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     if spec.compare.baseline not in strategies:
         raise StudyError(f"compare.baseline: no finished repeats of {spec.compare.baseline!r} in MLflow")
     absent = [s for s in spec.strategies if s not in strategies]
+    unrecorded = [m for m in spec.repeats.metrics if long[m].isna().all()]
+    if len(unrecorded) == len(spec.repeats.metrics):
+        raise StudyError(f"repeats.metrics: the repeat runs in MLflow record none of {', '.join(unrecorded)}")
     out = {}
-    for metric in progress_bar(spec.repeats.metrics, "compare: statistics", "metric"):
+    for metric in progress_bar([m for m in spec.repeats.metrics if m not in unrecorded], "compare: statistics",
+                               "metric"):
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
@@ -53,6 +59,9 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
             raise StudyError(f"repeats.metrics: {exc}: the repeat runs in MLflow do not record it") from None
         if absent:
             out[metric].warnings.insert(0, f"left out, without a finished repeat run: {', '.join(absent)}")
+        if unrecorded:
+            out[metric].warnings.insert(0, f"not compared, no repeat run records them (repeated before they were "
+                                           f"reported?): {', '.join(unrecorded)}")
     return out
 
 
@@ -122,10 +131,11 @@ def _figures(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, strateg
     """Every figure of the report with its caption; one colour per strategy in all of them."""
     colors = plots.palette(strategies)
     metric = spec.search.metric
-    out = [Figure("paired", plots.paired_strips(long, spec.repeats.metrics, strategies, colors),
+    metrics = [m for m in spec.repeats.metrics if long[m].notna().any()]
+    out = [Figure("paired", plots.paired_strips(long, metrics, strategies, colors),
                   "Each dot is one seed's test value of a strategy; a grey line joins the values of one seed "
                   "across the strategies (the pairs the tests compare); boxes show the median and quartiles.")]
-    if {"test/sensitivity", "test/ppv"} <= set(spec.repeats.metrics):
+    if {"test/sensitivity", "test/ppv"} <= set(metrics):
         out.append(Figure("sens_ppv", plots.sensitivity_vs_ppv(long, strategies, "test/sensitivity", "test/ppv",
                                                                colors),
                           "Each small dot is one seed's test sensitivity and PPV, an X the strategy's mean. Up "
@@ -160,8 +170,9 @@ class Evaluation:
 
 AUROC_NOTE = ("AUROC of the positive class vs the rest on the test split. Across seeds: the mean, standard "
               "deviation and range over the paired seeds: how much AUROC moves when the training seed changes. "
-              "Within one seed: the AUROC of one trained model (seed {seed}) with a 95% percentile bootstrap CI "
-              "that resamples test patients (2,000 replicates): how much it moves with the test sample alone.")
+              "Within one seed: the AUROC of one trained model (the first repeat seed, or the strategy's lowest "
+              "finished one) with a 95% percentile bootstrap CI that resamples test patients (2,000 replicates): "
+              "how much it moves with the test sample alone.")
 OPERATING_POINTS_NOTE = ("Each operating point's threshold is fixed on the validation split of the same run and applied "
                          "to the test split; mean ± SD over the seeds. Comparing strategies at one operating point asks "
                          "whether an advantage is a better model or only a moved decision threshold.")
@@ -185,6 +196,13 @@ def _evaluation(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, stra
            .agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}").unstack("metric")
            .reset_index().sort_values("strategy", kind="stable") if not points.empty
            else pd.DataFrame(columns=["strategy", "point"]))
+    one_class = [f"{s} seed {k}" for s in frames for k, f in frames[s].items() if (f.label == positive).all()
+                 or not (f.label == positive).any()]
+    if one_class:
+        warnings.append(f"test predictions without both {names[positive]} and other images, left out of the "
+                        f"curves: {', '.join(one_class)}")
+        frames = {s: kept for s in frames if (kept := {k: f for k, f in frames[s].items()
+                                                        if f"{s} seed {k}" not in one_class})}
     shown = [s for s in strategies if s in frames]
     rows, roc, pr, bins, ece, coords = [], {}, {}, {}, {}, {}
     for s in progress_bar(shown, "compare: curves and bootstrap", "strategy"):
@@ -200,7 +218,7 @@ def _evaluation(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, stra
         scores = np.array(roc[s].scores)
         rows.append({"strategy": s, "seeds": len(scores), "mean AUROC": scores.mean(),
                      "SD across seeds": scores.std(ddof=1) if len(scores) > 1 else np.nan,
-                     "min": scores.min(), "max": scores.max(), "seed": seed, "seed AUROC": auroc,
+                     "min": scores.min(), "max": scores.max(), "seed": seed, "AUROC of that seed": auroc,
                      "patient bootstrap 95% CI low": low, "patient bootstrap 95% CI high": high,
                      "test patients": one.patient.nunique()})
         with_features = [(k, f) for k, f in by_seed.items() if "features" in f and f.features.notna().all()]
@@ -311,9 +329,7 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                                 f"(1 = best) {ranks}; Nemenyi critical difference {f['critical_difference']:.2f}."))
     blocks.append(("h2", "Discrimination and operating points"))
     if not evaluation.auroc.empty:
-        seed = int(evaluation.auroc["seed"].iloc[0])
-        blocks.append(("table", evaluation.auroc.drop(columns="seed").rename(columns={"seed AUROC": f"seed {seed} AUROC"}),
-                       None, AUROC_NOTE.format(seed=seed)))
+        blocks.append(("table", evaluation.auroc, None, AUROC_NOTE))
     if not evaluation.operating_points.empty:
         blocks.append(("table", evaluation.operating_points, None, OPERATING_POINTS_NOTE))
     else:

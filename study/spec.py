@@ -265,7 +265,7 @@ class StudySpec(StrictModel):
                         check_operating_point(field, m, evaluation)
                     except ValueError as exc:
                         raise ValueError(f"{exc} in strategy {name}; add it under training.evaluation") from None
-        if any(m.startswith("test_tta/") for m in self.repeats.metrics):
+        if any(m.startswith("test_tta") for m in self.repeats.metrics):
             plain = [s for s in self.strategies if "tta" not in self.space(s)
                      and not parse_config(self.base_config(s)).tta]
             if plain:

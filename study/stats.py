@@ -181,7 +181,7 @@ def seeds_needed(alpha: float, comparisons: int) -> int:
     return n
 
 
-NOT_PROPORTIONS = {"loss", "log_loss", "brier", "threshold"}  # in [0, 1] at times, but not shares
+NOT_PROPORTIONS = {"loss", "log_loss", "brier", "threshold", "mcc"}  # in [0, 1] at times, but not shares
 
 
 def _points(metric: str, table: pd.DataFrame) -> tuple[float, str]:

@@ -15,6 +15,7 @@ import re
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,8 @@ class MLflowTrialLogger(LoggerCallback):
     the per-sample test predictions a trial writes beside a checkpoint become the run's
     ``predictions.parquet`` artifact (read from Tune's storage, wherever the trial ran)."""
 
+    predictions = False  # a logger pickled before predictions were stored (an interrupted grid) has none
+
     def __init__(self, uri: str, experiment_id: str, parents: dict[str, str], tags: dict[str, str],
                  epochs: int, view, predictions: bool = False) -> None:
         self.uri, self.experiment_id, self.parents = uri, experiment_id, parents
@@ -238,10 +241,15 @@ class MLflowTrialLogger(LoggerCallback):
                 self.client.log_dict(run_id, matrices, "confusion_matrices.json")
 
     def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+        """Store the predictions file of a tested epoch in the trial's run. A failure here is the
+        run's alone: Tune goes on after a callback error, so it is a warning and the run's
+        ``predictions_error`` tag (the compare stage then names the run as having no predictions),
+        not a failed experiment."""
         if not self.predictions:
             return
-        with self._failing_runs():
-            source = f"{checkpoint.path}/{PREDICTIONS_FILE}"
+        source = f"{checkpoint.path}/{PREDICTIONS_FILE}"
+        run_id = None
+        try:
             if checkpoint.filesystem.get_file_info(source).type == pyarrow.fs.FileType.NotFound:
                 return
             run_id = self._run_for(trial)
@@ -250,6 +258,12 @@ class MLflowTrialLogger(LoggerCallback):
                 pyarrow.fs.copy_files(source, local, source_filesystem=checkpoint.filesystem,
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
                 self.client.log_artifact(run_id, local)
+        except Exception as exc:  # noqa: BLE001 - any failure to store them leaves the run without predictions
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            warnings.warn(f"trial {trial.trial_id}: its predictions were not stored in MLflow ({why})", stacklevel=1)
+            if run_id is not None:
+                with contextlib.suppress(Exception):
+                    self.client.set_tag(run_id, "predictions_error", why)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         with self._failing_runs():

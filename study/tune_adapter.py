@@ -81,6 +81,8 @@ class RepeatView:
     strategy's best searched config (validated once here) with the repeat's seed. The run of
     ``features_seed`` also stores its penultimate test features (the report's embedding plot)."""
 
+    features_seed: int | None = None  # a view pickled before features were stored (an interrupted grid)
+
     def __init__(self, configs: dict[str, dict], vary_split: bool, features_seed: int | None = None) -> None:
         self.configs = {s: validated(c) for s, c in configs.items()}
         self.vary_split, self.features_seed = vary_split, features_seed

@@ -62,3 +62,31 @@ def test_table_column_names_in_the_config_become_valid_param_keys():
 
     params = flat_params({"data": {"table": {"filter": {"OriginalImage[Width": ["1"], "Frontal/Lateral": ["F"]}}}})
     assert params == {"data.table.filter.OriginalImage_Width": '["1"]', "data.table.filter.Frontal/Lateral": '["F"]'}
+
+
+def test_predictions_that_cannot_be_stored_warn_and_tag_only_their_run(tmp_path):
+    from ray import tune
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    blocker = tmp_path / "blocker"  # the experiment's artifact store is a file, not a folder: storing fails
+    blocker.write_text("")
+    MlflowClient(uri).create_experiment("preds", artifact_location=blocker.as_uri())
+    tracker = StudyTracker(uri, "preds", "preds")
+    parent = tracker.parent_run("control", "repeat")
+    logger = MLflowTrialLogger(uri, tracker.experiment_id, {"control": parent},
+                               {"study": "preds", "phase": "repeat"}, 3, SearchView(), predictions=True)
+    logger.setup()
+    trials = [Trial("trainable", config={"strategy": "control", "trial": {"seed": i}}, trial_id=f"t{i}", stub=True)
+              for i in range(2)]
+    for t in trials:
+        logger.log_trial_start(t)
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "predictions.parquet").write_bytes(b"PAR1")
+    run_id = logger._run_for(trials[0])
+    with pytest.warns(UserWarning, match="trial t0: its predictions were not stored in MLflow"):
+        logger.on_checkpoint(1, trials, trials[0], tune.Checkpoint.from_directory(str(folder)))
+    runs = {r.data.tags["trial_id"]: r for r in tracker.find_runs(phase="repeat") if "trial_id" in r.data.tags}
+    assert runs["t0"].data.tags["predictions_error"].startswith(("NotADirectoryError", "FileExistsError", "OSError"))
+    assert {r.info.status for r in runs.values()} == {"RUNNING"}  # neither run is failed by it
+    assert "predictions_error" not in runs["t1"].data.tags and runs["t0"].info.run_id == run_id

@@ -117,3 +117,23 @@ def test_threshold_moving_is_control_decided_at_youden():
     control = parse_config({"strategy": "control"})
     assert cfg.evaluation.decision == "youden" and control.evaluation.decision == "argmax"
     assert (cfg.sampler, cfg.loss, cfg.augment) == (control.sampler, control.loss, control.augment)
+
+
+def test_youden_ties_within_rounding_still_go_to_the_highest_threshold():
+    # J = 1/3 at 0.8, 0.5 and 0.35, but 1 - 2/3 rounds above 1/3 in floating point
+    pos = np.array([False, False, True, True, True, False])
+    score = np.array([0.1, 0.4, 0.35, 0.8, 0.5, 0.5])
+    assert choose_threshold("youden", pos, score) == 0.8
+
+
+def test_small_fixed_thresholds_get_names_a_metric_key_can_hold():
+    name = rule_name({"threshold": 1e-05})
+    assert name == "thr0.00001"
+    assert metric_name(f"test_at_{name}/ppv", ("test",))
+
+
+def test_a_monitor_minimised_with_mode_max_is_refused():
+    with pytest.raises(ConfigError, match="monitor_mode: val/ece is minimised: with monitor_mode max the best model "
+                                          "would be the worst epoch's; set monitor_mode: min"):
+        parse_config({"monitor": "val/ece"})
+    assert parse_config({"monitor": "val/ece", "monitor_mode": "min"}).monitor_mode == "min"

@@ -17,7 +17,7 @@ from .data import DataConfig
 from .data.augment import AUGMENTS
 from .errors import ConfigError
 from .hooks import HOOKS
-from .metric_names import metric_name
+from .metric_names import lower_is_better, metric_name
 from .models import MODELS
 from .operating_points import EvaluationConfig, check_operating_point
 from .registry import StrictModel
@@ -98,6 +98,11 @@ class TrialConfig(StrictModel):
         check_init_path(self.init, self.init_path)
         check_freeze(self.freeze, self.model)
         check_operating_point("monitor", self.monitor, self.evaluation)
+        if lower_is_better(self.monitor) == (self.monitor_mode == "max"):
+            want = "min" if self.monitor_mode == "max" else "max"
+            raise ValueError(f"monitor_mode: {self.monitor} is {'minimised' if want == 'min' else 'maximised'}: with "
+                             f"monitor_mode {self.monitor_mode} the best model would be the worst epoch's; set "
+                             f"monitor_mode: {want}")
         return self
 
 

@@ -119,7 +119,8 @@ def choose_threshold(rule: Rule, y_pos: np.ndarray, score: np.ndarray) -> float:
         return math.nan
     fpr, tpr, thresholds = roc_curve(y_pos, score, drop_intermediate=False)  # thresholds decrease
     if rule == "youden":
-        i = int(np.argmax(tpr - fpr))
+        j = tpr - fpr
+        i = int(np.flatnonzero(j >= j.max() - 1e-12)[0])  # equal J within rounding: the highest threshold
     elif "sensitivity" in rule:
         i = int(np.argmax(tpr >= rule["sensitivity"] - 1e-12))
     else:

@@ -64,7 +64,7 @@ def rule_name(rule: Rule) -> str:
         return "youden"
     (key, value), = rule.items()
     if key == "threshold":
-        return f"thr{value:g}"
+        return f"thr{np.format_float_positional(value, trim='-')}"
     return f"{RULE_KEYS[key]}{round(100 * value, 6):g}"
 
 
