@@ -69,7 +69,8 @@ def planned_seeds(differences: np.ndarray, power: float, alpha: float, max_seeds
 def plan(spec: StudySpec, effect: float | None = None, power: float = 0.8, max_seeds: int = 50,
          simulations: int = 400, seed: int = 0) -> pd.DataFrame:
     """One row per metric and comparison: the pilot's seeds and median difference, the power the
-    compare stage has now, and the seeds it needs for the observed effect and for ``effect``."""
+    compare stage has now, and the seeds it needs for the observed effect and for ``effect``. Metrics
+    no repeat run records are left out, as the compare stage leaves them out."""
     long = repeat_table(spec)
     if long.empty:
         raise StudyError(f"no finished repeat runs of study {spec.name!r} in MLflow: `study plan` estimates from "
@@ -81,7 +82,7 @@ def plan(spec: StudySpec, effect: float | None = None, power: float = 0.8, max_s
     if baseline not in strategies or not pairs:
         raise StudyError(f"compare.baseline: no finished repeats of {baseline!r} and another strategy to plan for")
     rows = []
-    for metric in spec.repeats.metrics:
+    for metric in [m for m in spec.repeats.metrics if long[m].notna().any()]:  # what the repeats record
         wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies).dropna()
         if len(wide) < 3:
             raise StudyError(f"{metric}: the pilot has {len(wide)} seed(s) with a value for every strategy; "

@@ -23,7 +23,7 @@ name: reported
 data: {{source: synthetic, synthetic: {{n: 300}}, load_size: 20, image_size: 16}}
 training: {{epochs: 3, batch_size: 32}}
 strategies: {{control: control, upsample: upsample, loss_weight: loss_weight}}
-repeats: {{seeds: 8, metrics: [test/sensitivity, test/ppv, test/balanced_accuracy]}}
+repeats: {{seeds: 8, metrics: [test/sensitivity, test/ppv, test/balanced_accuracy, test/auroc]}}
 compare: {{rope: 0.01}}
 tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
 storage_path: {root}/results
@@ -92,6 +92,7 @@ def test_the_report_leads_with_a_summary_and_explains_itself(report):
     assert "class='better'" in summary_table  # loss_weight raises sensitivity by ~50 points on every seed
     assert "<th></th>" not in page  # no unnamed index column anywhere
     assert "<th>seeds</th>" in page and "<th>IQM 95% CI low</th>" in page and "<th>p (Holm)</th>" in page
+    assert "not compared, no repeat run records them (repeated before they were reported?): test/auroc" in page
     assert "<th>P(equivalent)</th>" in page and "region of practical equivalence of ±0.01" in page
     assert "IQM: interquartile mean" in page and "Effect r: matched-pairs rank-biserial" in page
     assert page.count("<figure") == page.count("<figcaption>") == page.count("<img") == 10  # 3 CD diagrams
