@@ -297,7 +297,7 @@ name: small
 data: {{source: imagefolder, path: {root}, load_size: 16, image_size: 16, positive_class: {positive}}}
 training: {{epochs: 2, batch_size: 8}}
 strategies: {{control: control}}
-search: {{samples_per_strategy: 1, metric: {metric}}}
+search: {{space: {{lr: {{choice: [0.001]}}}}, samples_per_strategy: 1, metric: {metric}}}
 repeats: {{metrics: [{repeat_metric}]}}
 tracking: {{uri: "sqlite:///{tmp}/mlflow.db"}}
 storage_path: {tmp}/results
