@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from trainables.metrics import ECE_BINS
+from trainables.metrics import ECE_BINS, confidence_bins
 from trainables.predictions import probabilities
 
 GRID = np.linspace(0.0, 1.0, 101)  # false-positive rates (ROC) and recalls (PR) the curves are read at
@@ -65,15 +65,10 @@ def reliability(frames: list[pd.DataFrame]) -> pd.DataFrame:
     sample count, mean confidence and accuracy (NaN for an empty bin)."""
     probs = np.concatenate([probabilities(f) for f in frames])
     labels = np.concatenate([f.label.to_numpy() for f in frames])
-    confidence = probs.max(1)
-    correct = probs.argmax(1) == labels
-    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
-    count = np.bincount(bins, minlength=ECE_BINS)
+    count, confidence, correct = confidence_bins(labels, probs)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame({"low": np.arange(ECE_BINS) / ECE_BINS, "high": np.arange(1, ECE_BINS + 1) / ECE_BINS,
-                             "count": count,
-                             "confidence": np.bincount(bins, confidence, ECE_BINS) / count,
-                             "accuracy": np.bincount(bins, correct, ECE_BINS) / count})
+                             "count": count.astype(int), "confidence": confidence / count, "accuracy": correct / count})
 
 
 def patient_bootstrap_auroc(y_pos: np.ndarray, score: np.ndarray, patients: np.ndarray, n_boot: int = 2000,

@@ -41,7 +41,7 @@ from sklearn.metrics import (
 from .metric_names import OPERATING_POINT_METRICS, class_keys, resolve_class
 from .operating_points import NOTHING_POSITIVE, Rule, rule_name
 
-__all__ = ["ECE_BINS", "binary_metrics", "calibration_metrics", "choose_threshold", "classification_metrics", "decide",
+__all__ = ["ECE_BINS", "binary_metrics", "calibration_metrics", "confidence_bins", "choose_threshold", "classification_metrics", "decide",
            "operating_point_metrics", "ranking_metrics", "resolve_class"]
 
 ECE_BINS = 15
@@ -96,14 +96,22 @@ def ranking_metrics(y_true: np.ndarray, probs: np.ndarray, positive: int) -> dic
             "pr_auc": float(average_precision_score(is_pos, probs[:, positive])) if is_pos.any() else 0.0}
 
 
-def calibration_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """``brier`` (multi-class, in [0, 2]) and ``ece`` (top-class confidence, :data:`ECE_BINS`
-    equal-width bins) from labels int ``[N]`` and probabilities ``[N, C]``."""
+def confidence_bins(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-class confidence in :data:`ECE_BINS` equal-width bins ``(k/15, (k+1)/15]`` (0 in the first):
+    per bin the sample count, the summed confidence and the number of correct argmax decisions,
+    each float ``[ECE_BINS]``."""
     confidence = probs.max(1)
     correct = probs.argmax(1) == y_true
     bins = np.clip(np.ceil(confidence * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
-    count = np.bincount(bins, minlength=ECE_BINS)
-    gap = np.abs(np.bincount(bins, correct, ECE_BINS) - np.bincount(bins, confidence, ECE_BINS))
+    return (np.bincount(bins, minlength=ECE_BINS).astype(float), np.bincount(bins, confidence, ECE_BINS),
+            np.bincount(bins, correct, ECE_BINS))
+
+
+def calibration_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """``brier`` (multi-class, in [0, 2]) and ``ece`` (top-class confidence, :data:`ECE_BINS`
+    equal-width bins) from labels int ``[N]`` and probabilities ``[N, C]``."""
+    count, confidence_sum, correct_sum = confidence_bins(y_true, probs)
+    gap = np.abs(correct_sum - confidence_sum)
     return {"brier": float(brier_score_loss(y_true, probs, labels=list(range(probs.shape[1])),
                                             scale_by_half=False)),
             "ece": float(gap.sum() / max(1, count.sum()))}
