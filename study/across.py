@@ -28,7 +28,7 @@ FEW_DATA_SETS = 5  # below it Friedman over data sets has little power (Demšar 
 
 def across_table(specs: list[StudySpec]) -> tuple[dict[str, pd.DataFrame], list[str], list[str]]:
     """Per metric common to the specs' ``repeats.metrics``, the data sets x strategies table of
-    mean test values over each study's seeds that have a value for every strategy; the strategies
+    mean test values over each study's (search seed, seed) pairs that have a value for every strategy; the strategies
     and metrics left out (not in every study)."""
     if len(specs) < 2:
         raise StudyError("compare-across: give two or more specs (one study per data set)")
@@ -53,8 +53,8 @@ def across_table(specs: list[StudySpec]) -> tuple[dict[str, pd.DataFrame], list[
                          f"every study; common to all: {strategies or 'none'}")
     tables = {}
     for metric in metrics:  # means over the seeds paired across every strategy of the study
-        rows = {name: long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
-                .dropna().mean() for name, long in longs.items()}
+        rows = {name: long.pivot(index=["search_seed", "seed"], columns="strategy", values=metric)
+                .reindex(columns=strategies).dropna().mean() for name, long in longs.items()}
         tables[metric] = pd.DataFrame(rows).T.rename_axis("data set (study)")
     return (tables, [s for s in every_strategy if s not in strategies],
             [m for m in every_metric if m not in metrics])

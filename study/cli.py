@@ -135,7 +135,9 @@ def _print_ui_hint(uri: str) -> None:
 
 
 def _print_compare(summary: dict, spec) -> None:
-    print(f"\ncompare ({summary['seeds']} paired seeds, baseline {summary['baseline']}, "
+    searches = summary.get("search_seeds", [])
+    nested = f" x {len(searches)} searches (nested test)" if len(searches) > 1 else ""
+    print(f"\ncompare ({summary['seeds']} paired seeds{nested}, baseline {summary['baseline']}, "
           f"{spec.repeats.use} epoch, Holm per metric):")
     shown = [m for m in ("test/sensitivity", "test/ppv", "test/balanced_accuracy") if m in summary["verdicts"]]
     for metric in shown or list(summary["verdicts"])[:3]:
@@ -157,15 +159,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise StudyError("--resume continues the study's search and --fresh deletes it: give one of them")
     spec = load(args)
     with holding(spec, "study run"):
-        summary = run_search(spec, resume=args.resume, fresh=args.fresh)
-        print_summary(summary, spec)
-        print(f"search summary: {search_summary_file(spec)}")
-        empty = [s for s, part in summary["strategies"].items() if part["best"] is None]
+        summaries = run_search(spec, resume=args.resume, fresh=args.fresh)
+        for search_seed, summary in summaries.items():
+            print_summary(summary, spec)
+            print(f"search summary: {search_summary_file(spec, spec.search_phase(search_seed))}")
+        empty = [s + ("" if len(summaries) == 1 else f" (search seed {k})")
+                 for k, summary in summaries.items() for s, part in summary["strategies"].items() if part["best"] is None]
         if empty:
             raise StudyError(f"the search of {', '.join(empty)} has no successful trial (see the failures "
                              "above): no result to repeat or compare")
         if not args.search_only:
-            print(f"\nrepeats: the best config of each strategy x {spec.repeats.seeds} paired seeds")
+            searches = "" if len(summaries) == 1 else f" of each of {len(summaries)} searches"
+            print(f"\nrepeats: the best config of each strategy{searches} x {spec.repeats.seeds} paired seeds")
             run_repeats(spec, resume=args.resume or args.fresh)
             _print_compare(run_compare(spec), spec)
     _print_ui_hint(spec.tracking.uri)

@@ -40,18 +40,19 @@ def check_writable(spec: StudySpec) -> None:
         raise StudyError(f"{field}: cannot write the study's folder {folder} ({exc.strerror or exc})") from None
 
 
-def search_experiment(spec: StudySpec) -> str:
-    """The search's Tune experiment (a local path or a URI)."""
-    return f"{tune_storage(spec)}/{SEARCH_EXPERIMENT}"
+def search_experiment(spec: StudySpec, phase: str = "search") -> str:
+    """The first Tune experiment of one search (``phase``: :meth:`StudySpec.search_phase`), a local
+    path or a URI."""
+    return f"{tune_storage(spec, phase)}/{SEARCH_EXPERIMENT}"
 
 
-def search_plan_file(spec: StudySpec) -> Path:
-    """The search's Tune experiments (the first, then one per raise of its budget) and their budgets."""
-    return study_dir(spec) / "search_plan.json"
+def search_plan_file(spec: StudySpec, phase: str = "search") -> Path:
+    """One search's Tune experiments (the first, then one per raise of its budget) and their budgets."""
+    return study_dir(spec) / f"{phase}_plan.json"
 
 
-def search_summary_file(spec: StudySpec) -> Path:
-    return study_dir(spec) / "search_summary.json"
+def search_summary_file(spec: StudySpec, phase: str = "search") -> Path:
+    return study_dir(spec) / f"{phase}_summary.json"
 
 
 def repeat_plan_file(spec: StudySpec) -> Path:
@@ -91,6 +92,6 @@ def optuna_storage(spec: StudySpec):
         return optuna.storages.RDBStorage(uri, engine_kwargs=kwargs)
 
 
-def optuna_study_name(spec: StudySpec, strategy: str) -> str:
-    """The Optuna study of one strategy's search."""
-    return f"{spec.name}.{strategy}.search"
+def optuna_study_name(spec: StudySpec, strategy: str, phase: str = "search") -> str:
+    """The Optuna study of one strategy's search (``phase``: :meth:`StudySpec.search_phase`)."""
+    return f"{spec.name}.{strategy}.{phase}"

@@ -75,6 +75,8 @@ def plan(spec: StudySpec, effect: float | None = None, power: float = 0.8, max_s
     if long.empty:
         raise StudyError(f"no finished repeat runs of study {spec.name!r} in MLflow: `study plan` estimates from "
                          "the repeats of a pilot; run `study run` (or `study repeat`) first")
+    long = long[long.search_seed == (spec.search.seed if spec.search.seed in set(long.search_seed)
+                                     else long.search_seed.min())]  # the seeds of one search (see describe)
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     baseline = spec.compare.baseline
     pairs = ([(a, b) for i, a in enumerate(strategies) for b in strategies[i + 1:]] if spec.compare.all_pairs
@@ -124,5 +126,7 @@ def describe(frame: pd.DataFrame, power: float, alpha: float) -> str:
                   "stage finds the observed effect significant. Seeds: the smallest number of paired seeds at which "
                   "that share reaches the target power; simulated by resampling the pilot's paired differences by "
                   "seed (smoothed bootstrap), the minimum-effect column with each comparison's differences shifted "
-                  "to that median. Medians are in the metric's units.*", ""]
+                  "to that median. Medians are in the metric's units. With several search seeds the pilot is the "
+                  "repeats of search.seed's search, and the plan is for a study of one search: the nested test of "
+                  "several searches gains power mostly from more searches.*", ""]
     return "\n".join(lines)

@@ -1,9 +1,11 @@
 """The repeat phase: each strategy's best searched config re-run over paired seeds, to the full
-epoch budget, evaluated on the test split the search never used.
+epoch budget, evaluated on the test split the search never used; with several search seeds, the
+best config of each search is repeated over the same seeds.
 
 Seed s gives every strategy the same split (fixed, or derived from s with ``vary_split``), initial
-weights, data order and augmentation stream (see :mod:`trainables.train`). Pairs already FINISHED in
-MLflow are not run again, so raising ``repeats.seeds`` later only runs the new seeds.
+weights, data order and augmentation stream (see :mod:`trainables.train`). Runs already FINISHED in
+MLflow are not run again, so raising ``repeats.seeds`` (or adding search seeds) later only runs the
+new ones.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from trainables.metric_names import lower_is_better
 from .layout import check_writable, repeat_plan_file, tune_storage
 from .preflight import check_data
 from .progress import Progress
-from .results import REPEAT, best_configs, repeat_runs
+from .results import REPEAT, repeat_runs, search_bests
 from .runtime import PhaseRunner
 from .spec import StudySpec
 from .tracking import MLflowTrialLogger, StudyTracker, check_tracking_uri, write_json
@@ -26,12 +28,13 @@ from .tune_adapter import RepeatView
 
 
 def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | None = None) -> None:
-    """Run every (strategy, seed) pair not yet FINISHED in MLflow, as one Tune grid (FIFO); with
+    """Run every (strategy, search seed, seed) triple not yet FINISHED in MLflow, as one Tune grid (FIFO); with
     ``resume``, first finish the grid an interrupted run left. Ray starts only when there is work."""
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     tracker = StudyTracker.of(spec)
-    view = RepeatView(best_configs(spec, tracker), spec.repeats.vary_split, spec.repeats.first_seed)
+    configs = {key: best["config"] for key, best in search_bests(spec, tracker).items()}
+    view = RepeatView(configs, spec.repeats.vary_split, spec.repeats.first_seed, primary=spec.search.seed)
     plan_path, storage = repeat_plan_file(spec), tune_storage(spec, REPEAT)
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {"runs": 0}
     interrupted_message = (f"the repeats of study {spec.name!r} were interrupted; their state is saved: "
@@ -60,19 +63,22 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
         tracker.finish(parent)
 
 
-def _missing(spec: StudySpec, tracker: StudyTracker, delete_unfinished: bool = False) -> list[tuple[str, int]]:
-    """The (strategy, seed) pairs without a FINISHED repeat run; with ``delete_unfinished`` the
-    runs of pairs that failed or were interrupted without --resume are deleted (they run again)."""
-    done, unfinished = repeat_runs(tracker)
+def _missing(spec: StudySpec, tracker: StudyTracker, delete_unfinished: bool = False) -> list[tuple[str, int, int]]:
+    """The (strategy, search seed, seed) triples without a FINISHED repeat run; with
+    ``delete_unfinished`` the runs that failed or were interrupted without --resume are deleted
+    (they run again)."""
+    done, unfinished = repeat_runs(spec, tracker)
     if delete_unfinished:
         for run in unfinished:
             tracker.client.delete_run(run.info.run_id)
-    return sorted({(s, k) for s in spec.strategies for k in spec.repeat_seeds} - set(done))
+    wanted = {(s, k, seed) for s in spec.strategies for k in spec.search_seeds for seed in spec.repeat_seeds}
+    return sorted(wanted - set(done))
 
 
 def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, tracker: StudyTracker,
           parents: dict[str, str]) -> tune.Tuner:
-    """A Tune grid over the (strategy, seed) pairs, every run logged to MLflow under its parent."""
+    """A Tune grid over the (strategy, search seed, seed) triples, every run logged to MLflow under
+    its parent."""
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
                                {"study": spec.name, "phase": REPEAT}, spec.epochs, view, predictions=True)
     compared = spec.repeats.metrics[0]

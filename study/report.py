@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import sys
 from dataclasses import asdict, dataclass
 
@@ -26,6 +27,7 @@ from .results import (
     operating_point_table,
     prediction_frames,
     repeat_table,
+    search_bests,
     summed_confusions,
 )
 from .spec import StudySpec
@@ -37,9 +39,10 @@ SCOPE = ("Scope: these seeds vary {sources} on one data set; the results support
 
 
 def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
-    """Per metric of ``repeats.metrics`` that the repeat runs record: the seeds x strategies table and
-    its statistics. A metric no run records (runs repeated before it was reported) is left out with a
-    warning; when none is recorded, :class:`StudyError`."""
+    """Per metric of ``repeats.metrics`` that the repeat runs record: the seeds x strategies table
+    (rows (search_seed, seed) with several search seeds: the nested design) and its statistics. A
+    metric no run records (runs repeated before it was reported) is left out with a warning; when
+    none is recorded, :class:`StudyError`."""
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     if spec.compare.baseline not in strategies:
         raise StudyError(f"compare.baseline: no finished repeats of {spec.compare.baseline!r} in MLflow")
@@ -50,7 +53,8 @@ def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
     out = {}
     for metric in progress_bar([m for m in spec.repeats.metrics if m not in unrecorded], "compare: statistics",
                                "metric"):
-        wide = long.pivot(index="seed", columns="strategy", values=metric).reindex(columns=strategies)
+        index = ["search_seed", "seed"] if long.search_seed.nunique() > 1 else "seed"
+        wide = long.pivot(index=index, columns="strategy", values=metric).reindex(columns=strategies)
         try:
             out[metric] = compare(wide, metric, spec.compare.baseline,
                                   higher_is_better=not lower_is_better(metric), alpha=spec.compare.alpha,
@@ -73,11 +77,14 @@ def run_compare(spec: StudySpec) -> dict:
     long = repeat_table(spec, tracker)
     if long.empty:
         raise StudyError(f"no finished repeat runs of study {spec.name!r} in MLflow: run `study repeat` first")
-    long = long.sort_values(["strategy", "seed"]).reset_index(drop=True)
+    long = long.sort_values(["strategy", "search_seed", "seed"]).reset_index(drop=True)
     print(f"compare: {plural(len(long), 'repeat run')} of {plural(long.strategy.nunique(), 'strategy')} "
           "read from MLflow", file=sys.stderr, flush=True)
     reports = analyse(spec, long)
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
+    searches = sorted(set(long.search_seed))
+    # the figures and the discrimination section pair runs by seed: with several searches, search.seed's
+    shown = long[long.search_seed == (spec.search.seed if spec.search.seed in searches else searches[0])]
     out = report_dir(spec)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -89,9 +96,13 @@ def run_compare(spec: StudySpec) -> dict:
     friedman = {m: r.friedman for m, r in reports.items() if r.friedman}
     write_json(out / "friedman.json", friedman)
 
-    figures = _figures(spec, tracker, long, strategies, friedman)
+    figures = _figures(spec, tracker, shown, strategies, friedman)
     warnings = list(dict.fromkeys(w for r in reports.values() for w in r.warnings))  # same for each metric
-    evaluation = _evaluation(spec, tracker, long, strategies, plots.palette(strategies), warnings)
+    evaluation = _evaluation(spec, tracker, shown, strategies, plots.palette(strategies), warnings)
+    variance = search_variance(spec, tracker, reports, searches) if len(searches) > 1 else None
+    if variance is not None:
+        variance.configs.to_csv(out / "search_configs.csv")
+        variance.robustness.to_csv(out / "search_robustness.csv")
     figures += evaluation.figures
     for figure in figures:
         (out / f"{figure.name}.png").write_bytes(figure.png)
@@ -101,12 +112,12 @@ def run_compare(spec: StudySpec) -> dict:
     sources = "split, initialisation, data order and augmentation" if spec.repeats.vary_split \
         else "initialisation, data order and augmentation (the split is fixed)"
     scope = SCOPE.format(sources=sources)
-    blocks = _blocks(spec, long, reports, friedman, warnings, scope, figures, evaluation)
+    blocks = _blocks(spec, long, reports, friedman, warnings, scope, figures, evaluation, variance)
     (out / "report.md").write_text(render_markdown(blocks))
     (out / "report.html").write_text(render_html(blocks, f"{spec.name} report"))
 
     summary = {"study": spec.name, "baseline": spec.compare.baseline, "seeds": int(long.seed.nunique()),
-               "use": spec.repeats.use, "warnings": warnings,
+               "search_seeds": searches, "use": spec.repeats.use, "warnings": warnings,
                "verdicts": {m: [c.verdict for c in r.comparisons] for m, r in reports.items()},
                "auroc": evaluation.auroc.reset_index().to_dict("records"),
                "comparisons": {m: [asdict(c) for c in r.comparisons] for m, r in reports.items()},
@@ -117,6 +128,63 @@ def run_compare(spec: StudySpec) -> dict:
     tracker.finish(run_id)
     summary["mlflow_run_id"] = run_id
     return summary
+
+
+@dataclass
+class SearchVariance:
+    """What the report says of a study with several search seeds."""
+
+    configs: pd.DataFrame  # per strategy: each search's chosen values and validation score, and their spread
+    robustness: pd.DataFrame  # per comparison and metric: how many searches alone give the nested verdict
+
+
+def search_variance(spec: StudySpec, tracker: StudyTracker, reports: dict[str, MetricReport],
+                    searches: list[int]) -> SearchVariance:
+    """The configs each search chose (from the searches' parent runs in MLflow) with their spread, and
+    per comparison the verdicts of the searches alone against the nested test's."""
+    bests = search_bests(spec, tracker)
+    rows = {}
+    for strategy in spec.strategies:
+        chosen = {k: bests[(strategy, k)] for k in searches if (strategy, k) in bests}
+        row = {f"search seed {k}": ", ".join(f"{key} {_value(v)}" for key, v in best["searched"].items())
+               + f" (val {best['score']:.3g})" for k, best in chosen.items()}
+        row["spread"] = config_spread([best["searched"] for best in chosen.values()])
+        rows[strategy] = row
+    configs = pd.DataFrame.from_dict(rows, orient="index")
+    configs.index.name = "strategy"
+    cells: dict[str, dict[str, str]] = {}
+    for metric, rep in reports.items():
+        for c in rep.comparisons:
+            own = ", ".join(s.split(": ", 1)[1].replace("not significant", "n.s.") for s in c.search_standings)
+            cells.setdefault(f"{c.strategy} vs {c.baseline}", {})[metric] = \
+                f"{c.search_agree}/{c.searches} ({c.standing.replace('not significant', 'n.s.')}; alone: {own})"
+    robustness = pd.DataFrame.from_dict(cells, orient="index")
+    robustness.index.name = "comparison"
+    return SearchVariance(configs, robustness)
+
+
+def _value(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def config_spread(searched: list[dict]) -> str:
+    """How far apart the searches' chosen values lie, per searched key: max / min for positive
+    numbers (``lr x3.1``), the range for others, the number of distinct values for choices."""
+    parts = []
+    for key in dict.fromkeys(k for values in searched for k in values):
+        values = [v[key] for v in searched if key in v]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(values) and len(set(values)) > 1 and isinstance(values[0], float):
+            low, high = min(numbers), max(numbers)
+            parts.append(f"{key} x{high / low:.3g}" if low > 0 else f"{key} {low:.3g} to {high:.3g}")
+        else:
+            distinct = len({json_key(v) for v in values})
+            parts.append(f"{key} {'the same' if distinct == 1 else f'{distinct} values'}")
+    return ", ".join(parts)
+
+
+def json_key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 @dataclass
@@ -147,7 +215,7 @@ def _figures(spec: StudySpec, tracker: StudyTracker, long: pd.DataFrame, strateg
     for m, f in friedman.items():
         out.append(Figure(f"cd_{m.replace('/', '_')}", plots.critical_difference(
             f["mean_ranks"], f["critical_difference"], m),
-            f"Critical-difference diagram of {m} (Demšar 2006): each strategy's mean rank over the seeds "
+            f"Critical-difference diagram of {m} (Demšar 2006): each strategy's mean rank over the {f['blocks']} "
             f"(1 = best); strategies joined by a red bar are not significantly different (Nemenyi, alpha "
             f"{spec.compare.alpha})."))
     cm_key = "best/test/confusion_matrix" if spec.repeats.use == "best" else "test/confusion_matrix"
@@ -267,6 +335,23 @@ COMPARISON_NOTE = ("Median difference: of the paired seeds' values, strategy min
                    "strategy is better, ties counting half. Seeds not tied: those whose difference is not "
                    "zero (within 1e-9 of the metric's scale).")
 
+NESTED_COLUMNS = {"strategy": "strategy", "baseline": "against", "searches": "searches", "n": "pairs",
+                  "mean_diff": "mean difference", "ci_low": "95% CI low", "ci_high": "95% CI high",
+                  "median_diff": "median difference", "p_value": "p", "p_holm": "p (Holm)",
+                  "significant": "significant", "search_agree": "searches agreeing",
+                  "search_share": "between-search variance", "rank_biserial": "effect r",
+                  "p_improvement": "P(better)", "method": "test"}
+NESTED_NOTE = ("Pairs: (search seed, seed). Mean difference: strategy minus the one it is compared against, the "
+               "mean over searches of each search's mean over its seeds, with its 95% t interval (K - 1 degrees of "
+               "freedom); median difference: over all pairs. p: the nested test, a one-sample t-test of the K "
+               "per-search mean differences: the pairs of one search share its chosen configs, so the search, not "
+               "the pair, is the unit that replicates; treating the pairs as independent would ignore the variance "
+               "between searches and find differences that another search would not. p (Holm): corrected over "
+               "this metric's comparisons. Searches agreeing: how many searches, analysed alone (Wilcoxon + Holm "
+               "over their own seeds), give the same verdict (better, worse or not significant). Between-search "
+               "variance: the share of the paired differences' variance that lies between searches (one-way "
+               "random-effects estimate). Effect r and P(better): over all pairs, as in a single search.")
+
 ROPE_COLUMNS = {"p_rope_better": "P(better, ROPE)", "p_rope_equivalent": "P(equivalent)", "p_rope_worse": "P(worse, ROPE)"}
 ROPE_NOTE = (" P(better, ROPE), P(equivalent), P(worse, ROPE): the Bayesian signed-rank test (Benavoli et al. 2017, "
              "baycomp) with a region of practical equivalence of ±{rope} in the metric's units: the posterior "
@@ -283,11 +368,10 @@ def _summary_table(reports: dict[str, MetricReport]) -> tuple[pd.DataFrame, pd.D
     for metric, rep in reports.items():
         for c in rep.comparisons:
             key = (f"{c.strategy} vs {c.baseline}", metric)
-            median = c.median_diff * rep.scale
-            cells[key] = (f"{median:+.3g}{rep.unit} [{c.ci_low * rep.scale:.3g}, {c.ci_high * rep.scale:.3g}], "
+            estimate = c.estimate * rep.scale
+            cells[key] = (f"{estimate:+.3g}{rep.unit} [{c.ci_low * rep.scale:.3g}, {c.ci_high * rep.scale:.3g}], "
                           f"p_holm {c.p_holm:.2g}" + (" *" if c.significant else ""))
-            good = (c.median_diff > 0) == rep.higher_is_better
-            state[key] = ("better" if good else "worse") if c.significant else ""
+            state[key] = "" if c.standing == "not significant" else c.standing
     rows = list(dict.fromkeys(r for r, _ in cells))
     frame = pd.DataFrame({m: [cells.get((r, m), "") for r in rows] for m in reports}, index=rows)
     frame.index.name = "comparison"
@@ -296,36 +380,70 @@ def _summary_table(reports: dict[str, MetricReport]) -> tuple[pd.DataFrame, pd.D
 
 
 def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport], friedman: dict,
-            warnings: list[str], scope: str, figures: list[Figure], evaluation: Evaluation) -> list[tuple]:
+            warnings: list[str], scope: str, figures: list[Figure], evaluation: Evaluation,
+            variance: SearchVariance | None = None) -> list[tuple]:
     """The report as a list of blocks, rendered as HTML and as Markdown."""
     n = long.seed.nunique()
     epoch = "final epoch" if spec.repeats.use == "final" else "best-validation epoch"
     summary, status = _summary_table(reports)
+    searches = sorted(set(long.search_seed))
+    if variance is None:
+        design = (f"{plural(n, 'seed')} per strategy (paired), test split, {epoch}; baseline "
+                  f"{spec.compare.baseline}; Wilcoxon signed-rank, Holm-corrected per metric, alpha {spec.compare.alpha}.")
+        summary_note = ("Median paired difference against the baseline [bootstrap 95% CI] and Holm-corrected p; "
+                        "* marks a significant difference (green: better, red: worse). Proportions are in points "
+                        "(x100).")
+    else:
+        design = (f"{len(searches)} searches (search seeds {', '.join(map(str, searches))}), each strategy's best "
+                  f"config of each search repeated over the same {plural(n, 'seed')}: pairs are (search seed, seed); "
+                  f"test split, {epoch}; baseline {spec.compare.baseline}; the nested test (t-test over the "
+                  f"searches' mean differences), Holm-corrected per metric, alpha {spec.compare.alpha}.")
+        summary_note = ("Mean paired difference against the baseline over the searches [95% t interval] and "
+                        "Holm-corrected p of the nested test; * marks a significant difference (green: better, red: "
+                        "worse). Proportions are in points (x100).")
     blocks: list[tuple] = [
         ("h1", f"Study {spec.name}: strategies compared over paired seeds"),
-        ("p", f"{plural(n, 'seed')} per strategy (paired), test split, {epoch}; baseline "
-              f"{spec.compare.baseline}; Wilcoxon signed-rank, Holm-corrected per metric, alpha "
-              f"{spec.compare.alpha}. {scope}"),
+        ("p", f"{design} {scope}"),
         ("h2", "Summary"),
-        ("table", summary, status,
-         "Median paired difference against the baseline [bootstrap 95% CI] and Holm-corrected p; * marks a "
-         "significant difference (green: better, red: worse). Proportions are in points (x100)."),
+        ("table", summary, status, summary_note),
     ]
     if warnings:
         blocks.append(("warnings", warnings))
+    if variance is not None:
+        shown = spec.search.seed if spec.search.seed in searches else searches[0]
+        blocks += [
+            ("h2", "Search variance"),
+            ("p", f"Each search ran the same budget with its own Optuna sampler seed and search-trial seeds (Bouthillier "
+                  "et al., MLSys 2021: the search is one of the largest sources of variance in a benchmark). A verdict "
+                  "holds up when the searches agree; a 'not significant' with agreeing searches means the effect is "
+                  "smaller than the noise of these seeds and searches, not that there is none (compare.rope tells "
+                  "whether it is practically nil). The figures and the discrimination section below show the "
+                  f"repeats of search seed {shown}."),
+            ("table", variance.robustness, None,
+             "Per comparison and metric: searches (of K) whose repeats alone give the nested test's verdict; then "
+             "that verdict and each search's own (Wilcoxon + Holm over its seeds; n.s.: not significant)."),
+            ("table", variance.configs, None,
+             "The config each search chose for each strategy (its searched values and validation score), and how "
+             "far apart they lie (x: largest over smallest value)."),
+        ]
     for metric, rep in reports.items():
         blocks += [("h2", metric),
                    ("table", rep.per_strategy.rename(columns=PER_STRATEGY), None, PER_STRATEGY_NOTE),
                    ("list", [c.verdict for c in rep.comparisons])]
         frame = rep.comparisons_frame()
         if not frame.empty:
-            columns = COMPARISON | (ROPE_COLUMNS if spec.compare.rope else {})
-            note = COMPARISON_NOTE + (ROPE_NOTE.format(rope=spec.compare.rope) if spec.compare.rope else "")
+            nested = variance is not None
+            columns = (NESTED_COLUMNS if nested else COMPARISON) | (ROPE_COLUMNS if spec.compare.rope else {})
+            note = (NESTED_NOTE if nested else COMPARISON_NOTE) + (
+                ROPE_NOTE.format(rope=spec.compare.rope) + (" With several searches it takes each search's mean "
+                                                            "over its seeds." if nested else "")
+                if spec.compare.rope else "")
             blocks.append(("table", frame[list(columns)].rename(columns=columns), None, note))
         if metric in friedman:
             f = friedman[metric]
             ranks = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["mean_ranks"].items(), key=lambda kv: kv[1]))
-            blocks.append(("p", f"Friedman chi-squared = {f['statistic']:.3g}, p = {f['p_value']:.3g}; mean ranks "
+            blocks.append(("p", f"Friedman over {f['n']} {f['blocks']}: chi-squared = {f['statistic']:.3g}, "
+                                f"p = {f['p_value']:.3g}; mean ranks "
                                 f"(1 = best) {ranks}; Nemenyi critical difference {f['critical_difference']:.2f}."))
     blocks.append(("h2", "Discrimination and operating points"))
     if not evaluation.auroc.empty:

@@ -21,21 +21,26 @@ from .tracking import StudyTracker
 REPEAT = "repeat"  # the repeat phase's tag
 
 
-def best_configs(spec: StudySpec, tracker: StudyTracker) -> dict[str, dict]:
-    """Each strategy's best searched trial config, read from its search parent run in MLflow."""
-    configs = {}
-    for strategy in spec.strategies:
-        parents = [r for r in tracker.find_runs(strategy=strategy, phase="search")
-                   if r.data.tags.get("role") == "parent" and r.info.status == "FINISHED"]
-        if not parents:
-            raise StudyError(f"no finished search of strategy {strategy!r} in MLflow experiment "
-                             f"{spec.experiment!r} at {spec.tracking.uri}: run `study run` first")
-        summary = tracker.client.download_artifacts(parents[0].info.run_id, "summary.json")
-        best = json.loads(Path(summary).read_text())["best"]
-        if best is None:
-            raise StudyError(f"the search of strategy {strategy!r} has no successful trial to repeat")
-        configs[strategy] = best["config"]
-    return configs
+def search_bests(spec: StudySpec, tracker: StudyTracker) -> dict[tuple[str, int], dict]:
+    """(strategy, search seed) -> the best trial of that search (``summary.json``'s ``best``: its
+    config, searched values and score), read from the search's parent run in MLflow, for every
+    search seed of ``repeats.search_seeds``."""
+    bests = {}
+    for search_seed in spec.search_seeds:
+        phase = spec.search_phase(search_seed)
+        searched = "" if len(spec.search_seeds) == 1 else f" with search seed {search_seed}"
+        for strategy in spec.strategies:
+            parents = [r for r in tracker.find_runs(strategy=strategy, phase=phase)
+                       if r.data.tags.get("role") == "parent" and r.info.status == "FINISHED"]
+            if not parents:
+                raise StudyError(f"no finished search of strategy {strategy!r}{searched} in MLflow experiment "
+                                 f"{spec.experiment!r} at {spec.tracking.uri}: run `study run` first")
+            summary = tracker.client.download_artifacts(parents[0].info.run_id, "summary.json")
+            best = json.loads(Path(summary).read_text())["best"]
+            if best is None:
+                raise StudyError(f"the search of strategy {strategy!r}{searched} has no successful trial to repeat")
+            bests[(strategy, search_seed)] = best
+    return bests
 
 
 # Spec fields a later phase (or a resumed search) may change: they do not touch the search's trials.
@@ -79,35 +84,36 @@ def recorded_spec(tracker: StudyTracker) -> dict | None:
     return None
 
 
-def repeat_runs(tracker: StudyTracker) -> tuple[dict[tuple[str, int], object], list]:
-    """The study's repeat runs: (strategy, seed) -> FINISHED run, and the runs that are not."""
+def repeat_runs(spec: StudySpec, tracker: StudyTracker) -> tuple[dict[tuple[str, int, int], object], list]:
+    """The study's repeat runs: (strategy, search seed, seed) -> FINISHED run, and the runs that are
+    not. A run without a search seed (repeated before there were several) repeated search.seed's."""
     done, unfinished = {}, []
     for run in tracker.find_runs(phase=REPEAT):
         tags = run.data.tags
         if "trial_id" not in tags:
             continue
         if run.info.status == "FINISHED":
-            done[(tags["strategy"], int(tags["seed"]))] = run
+            done[(tags["strategy"], int(tags.get("search_seed", spec.search.seed)), int(tags["seed"]))] = run
         else:
             unfinished.append(run)
     return done, unfinished
 
 
 def repeat_table(spec: StudySpec, tracker: StudyTracker | None = None) -> pd.DataFrame:
-    """Long table of the FINISHED repeat runs in MLflow: strategy, seed, run_id and every metric
-    of ``repeats.metrics`` (final epoch, or the best-validation epoch with ``use: best``)."""
+    """Long table of the FINISHED repeat runs in MLflow: strategy, search_seed, seed, run_id and
+    every metric of ``repeats.metrics`` (final epoch, or the best-validation epoch with ``use: best``)."""
     tracker = tracker or StudyTracker.of(spec)
     rows = []
-    wanted = set(spec.repeat_seeds)
-    for (strategy, seed), run in repeat_runs(tracker)[0].items():
-        if strategy not in spec.strategies or seed not in wanted:
+    wanted, searches = set(spec.repeat_seeds), set(spec.search_seeds)
+    for (strategy, search_seed, seed), run in repeat_runs(spec, tracker)[0].items():
+        if strategy not in spec.strategies or seed not in wanted or search_seed not in searches:
             continue
-        row = {"strategy": strategy, "seed": seed, "run_id": run.info.run_id}
+        row = {"strategy": strategy, "search_seed": search_seed, "seed": seed, "run_id": run.info.run_id}
         for metric in spec.repeats.metrics:
             key = f"best/{metric}" if spec.repeats.use == "best" else metric
             row[metric] = run.data.metrics.get(key)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["strategy", "seed", "run_id", *spec.repeats.metrics])
+    return pd.DataFrame(rows, columns=["strategy", "search_seed", "seed", "run_id", *spec.repeats.metrics])
 
 
 def metric_curves(tracker: StudyTracker, long: pd.DataFrame, metric: str) -> dict[str, np.ndarray]:
@@ -192,10 +198,11 @@ def studies(uri: str) -> pd.DataFrame:
                 by_study.setdefault(run.data.tags["study"], []).append(run)
         for study, runs in sorted(by_study.items()):
             def count(phase: str) -> str:
-                trials = [r.info.status for r in runs if r.data.tags.get("phase") == phase and "trial_id" in r.data.tags]
+                trials = [r.info.status for r in runs if "trial_id" in r.data.tags
+                          and r.data.tags.get("phase", "").partition("-seed")[0] == phase]
                 return ", ".join(f"{trials.count(s)} {s.lower()}" for s in ("FINISHED", "FAILED", "RUNNING")
                                  if trials.count(s)) or "-"
-            phases = {r.data.tags.get("phase") for r in runs}
+            phases = {r.data.tags.get("phase", "").partition("-seed")[0] for r in runs}
             reached = next((p for p in ("compare", "repeat", "search") if p in phases), "-")
             report = any(r.data.tags.get("phase") == "compare" and r.info.status == "FINISHED" for r in runs)
             rows.append({"study": study, "experiment": exp.name, "phase": reached, "search trials": count("search"),

@@ -99,68 +99,86 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
     return part
 
 
-def _reset(spec: StudySpec, tracker: StudyTracker) -> None:
-    """``--fresh``: drop the previous search results, Optuna studies and MLflow runs of the study."""
-    fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec))
+def _reset(spec: StudySpec, tracker: StudyTracker, phase: str) -> None:
+    """``--fresh``: drop one search's previous results, Optuna studies and MLflow runs."""
+    fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec, phase))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(path)
     storage = optuna_storage(spec)
     for s in spec.strategies:
         try:
-            optuna.delete_study(study_name=optuna_study_name(spec, s), storage=storage)
+            optuna.delete_study(study_name=optuna_study_name(spec, s, phase), storage=storage)
         except KeyError:
             pass
-    for run in tracker.find_runs(phase="search"):
+    for run in tracker.find_runs(phase=phase):
         tracker.client.delete_run(run.info.run_id)
 
 
 def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
-               arrays: ImageArrays | None = None) -> dict:
-    """Search every strategy of the spec in one Tune experiment (plus one per later budget raise);
-    returns (and writes) the search summary. A finished search is summarised without starting Ray."""
+               arrays: ImageArrays | None = None) -> dict[int, dict]:
+    """Search every strategy of the spec once per search seed (``repeats.search_seeds``): each
+    search is one Tune experiment (plus one per later budget raise) with its own Optuna studies and
+    MLflow parent runs (:meth:`StudySpec.search_phase`), its sampler and trials seeded by its search
+    seed. Returns (and writes) each search's summary, by search seed. Finished searches are
+    summarised without starting Ray."""
     spec.check_searchable()
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
     if note := spec.search.random_search_note():
         print(note, file=sys.stderr)
     tracker = StudyTracker.of(spec)
-    experiments = _plan(spec, tracker, resume, fresh)
+    phases = {k: spec.search_phase(k) for k in spec.search_seeds}
+    experiments = {k: _plan(spec, tracker, resume, fresh, phase) for k, phase in phases.items()}
     arrays = arrays if arrays is not None else load_arrays(spec.data)
     check_data(spec, arrays)
     n = len(spec.strategies)
-    todo = [(path, k) for path, k in experiments if not finished(path, k * n)]
+    todo = [(k, path, samples) for k, plan in experiments.items() for path, samples in plan
+            if not finished(path, samples * n)]
+
+    def prepare() -> dict[int, dict[str, str]]:
+        return {k: _prepare_tracking(spec, arrays, tracker, k) for k in phases}
+
     if todo:
-        with PhaseRunner(spec, arrays, VIEW, prepare=lambda: _prepare_tracking(spec, arrays, tracker)) as runner:
+        with PhaseRunner(spec, arrays, VIEW, prepare=prepare) as runner:
             parents = runner.prepared
             run_ssl_stages(spec, arrays, tracker)
-            for path, k in todo:
-                runner.fit(path, k * n, lambda trainable: _tuner(spec, trainable, parents, tracker, path, k),
+            for k, path, samples in todo:
+                runner.fit(path, samples * n,
+                           lambda trainable, k=k, path=path, samples=samples: _tuner(
+                               spec.with_search_seed(k), trainable, parents[k], tracker, path, samples, phases[k]),
                            resume=True, resume_errored=False,
                            interrupted_message=f"study {spec.name!r} was interrupted during its search; its "
                                                "state is saved: continue with --resume")
     else:
         print(f"the search of study {spec.name!r} is complete: summarising it from its records", file=sys.stderr)
-        parents = _prepare_tracking(spec, arrays, tracker)
+        parents = prepare()
+    return {k: _summarise_search(spec, k, phases[k], experiments[k], parents[k], tracker) for k in phases}
+
+
+def _summarise_search(spec: StudySpec, search_seed: int, phase: str, experiments: list[tuple[str, int]],
+                      parents: dict[str, str], tracker: StudyTracker) -> dict:
+    """One search's summary from its Tune experiments' saved state: written to its file and to each
+    strategy's parent run (which ends FINISHED); MLflow and Optuna reconciled after a hard kill."""
     results = [r for path, _ in experiments for r in experiment_results(path)]
-    summary = {"study": spec.name, "metric": spec.search.metric, "mode": spec.search.mode,
-               "objectives": spec.search.objectives,
+    summary = {"study": spec.name, "search_seed": search_seed, "metric": spec.search.metric,
+               "mode": spec.search.mode, "objectives": spec.search.objectives,
                "samples_per_strategy": spec.search.samples_per_strategy, "strategies": {}}
     for strategy, parent in parents.items():
         rows = [r for r in results if VIEW(r.config)[0] == strategy]
-        tracker.settle("search", strategy, [r.metrics for r in rows if r.metrics and r.error is None],
+        tracker.settle(phase, strategy, [r.metrics for r in rows if r.metrics and r.error is None],
                        spec.epochs)
         part = summarise(rows, spec, strategy)
         summary["strategies"][strategy] = part
         for point in part.get("pareto_front", []):
-            tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true")
+            tracker.tag_trial(strategy, point["trial_id"], "pareto_front", "true", phase)
         tracker.finish(parent, part)
-    _drop_orphan_runs(tracker, {r.metrics["trial_id"] for r in results if r.metrics})
-    _reconcile_optuna(spec, results)
-    write_json(search_summary_file(spec), summary)
+    _drop_orphan_runs(tracker, {r.metrics["trial_id"] for r in results if r.metrics}, phase)
+    _reconcile_optuna(spec, results, phase)
+    write_json(search_summary_file(spec, phase), summary)
     return summary
 
 
-def _reconcile_optuna(spec: StudySpec, results: list) -> None:
+def _reconcile_optuna(spec: StudySpec, results: list, phase: str) -> None:
     """After a hard kill, Optuna's study may hold a trial as RUNNING whose end only Tune recorded,
     or one Tune never saved (it re-ran it). Once the search is over, the first is told its result
     (matched by its searched values) and the second is closed as FAIL, so the Optuna study holds
@@ -169,7 +187,7 @@ def _reconcile_optuna(spec: StudySpec, results: list) -> None:
     storage = optuna_storage(spec)
     for strategy in spec.strategies:
         try:
-            study = optuna.load_study(study_name=optuna_study_name(spec, strategy), storage=storage)
+            study = optuna.load_study(study_name=optuna_study_name(spec, strategy, phase), storage=storage)
         except KeyError:
             continue
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -185,16 +203,16 @@ def _reconcile_optuna(spec: StudySpec, results: list) -> None:
                   f"{'given its result' if values else 'closed as failed'}", file=sys.stderr)
 
 
-def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool) -> list[tuple[str, int]]:
-    """The search's Tune experiments and each one's samples per strategy: the first, and one more
+def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool, phase: str) -> list[tuple[str, int]]:
+    """One search's Tune experiments and each one's samples per strategy: the first, and one more
     for each raise of ``search.samples_per_strategy`` on a resumed study (its Optuna studies carry
     on, so TPE learns from every earlier trial). Refuses a resume whose spec changed otherwise."""
-    first = search_experiment(spec)
-    plan_file = search_plan_file(spec)
+    first = search_experiment(spec, phase)
+    plan_file = search_plan_file(spec, phase)
     if fresh:
-        _reset(spec, tracker)
+        _reset(spec, tracker, phase)
     elif tune.Tuner.can_restore(first) and not resume:
-        raise StudyError(f"{tune_storage(spec)} already holds a search of study {spec.name!r}: pass "
+        raise StudyError(f"{tune_storage(spec, phase)} already holds a search of study {spec.name!r}: pass "
                          "--resume to continue it or --fresh to start over")
     recorded = recorded_spec(tracker) if resume else None
     planned = json.loads(plan_file.read_text()) if plan_file.is_file() and not fresh else None
@@ -217,13 +235,14 @@ def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool) -> 
         print(f"note: search.samples_per_strategy grew to {spec.search.samples_per_strategy}: {extra} more "
               "trial(s) per strategy, their samplers informed by every earlier trial", file=sys.stderr)
     write_json(plan_file, planned)
-    return [(f"{tune_storage(spec)}/{p['name']}", p["samples"]) for p in planned]
+    return [(f"{tune_storage(spec, phase)}/{p['name']}", p["samples"]) for p in planned]
 
 
-def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, tracker: StudyTracker) -> dict[str, str]:
-    """Each strategy's search parent run, with the spec, the data manifest and the data set logged
-    to it."""
-    parents = {s: tracker.parent_run(s, "search") for s in spec.strategies}
+def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, tracker: StudyTracker, search_seed: int) -> dict[str, str]:
+    """Each strategy's parent run of the search with ``search_seed``, with the spec, the data
+    manifest and the data set logged to it."""
+    parents = {s: tracker.parent_run(s, spec.search_phase(search_seed), {"search_seed": str(search_seed)})
+               for s in spec.strategies}
     for parent in parents.values():
         tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), arrays.manifest,
                                   str(spec.data.path or arrays.manifest.get("source", "synthetic")))
@@ -231,8 +250,9 @@ def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, tracker: StudyTracke
 
 
 def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTracker, path: str,
-           samples: int) -> tune.Tuner:
-    """The Tune experiment at ``path`` (storage/name) giving each strategy ``samples`` trials."""
+           samples: int, phase: str) -> tune.Tuner:
+    """The Tune experiment at ``path`` (storage/name) of the search ``phase`` (``spec`` carries its
+    search seed) giving each strategy ``samples`` trials."""
     objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
     metric = objectives or spec.search.metric
     mode = [spec.search.mode] * len(objectives) if objectives else spec.search.mode
@@ -240,7 +260,7 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
     searchers = {s: ResumableOptunaSearch(
         space={k: optuna_distribution(d) for k, d in spec.space(s).items()},
         metric=metric, mode=mode, sampler=optuna_sampler(spec.search), storage=storage,
-        study_name=optuna_study_name(spec, s)) for s in spec.strategies}
+        study_name=optuna_study_name(spec, s, phase)) for s in spec.strategies}
     bases = {s: spec.base_config(s, seed=spec.search.seed) for s in spec.strategies}
     searcher = StrategySearch(searchers, bases, samples, spec.search.max_concurrent, metric, mode)
     scheduler = (StrategyScheduler(lambda: ASHAScheduler(
@@ -250,7 +270,8 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
                      list(spec.strategies), spec.search.metric, spec.search.mode)
                  if spec.scheduler.type == "asha" else FIFOScheduler())
     logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
-                               {"study": spec.name, "phase": "search"}, spec.epochs, VIEW)
+                               {"study": spec.name, "phase": phase, "search_seed": str(spec.search.seed)},
+                               spec.epochs, VIEW)
     totals = dict.fromkeys(spec.strategies, samples)
     # Tune queues as many pending trials as its ConcurrencyLimiter allows (else one, for a custom
     # searcher: trial actors would start one after another, each waiting for the last to import torch)
@@ -268,10 +289,10 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
                                                 mode=spec.search.mode)]))
 
 
-def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:
+def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str], phase: str) -> None:
     """Runs of trials that a hard kill lost before Tune saved them are not part of the study:
     delete them so MLflow holds exactly one run per trial of the restored experiment."""
-    for run in tracker.find_runs(phase="search"):
+    for run in tracker.find_runs(phase=phase):
         tid = run.data.tags.get("trial_id")
         if tid and tid not in trial_ids:
             tracker.client.delete_run(run.info.run_id)
@@ -280,7 +301,8 @@ def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str]) -> None:
 
 
 def print_summary(summary: dict, spec: StudySpec) -> None:
-    print(f"\nsearch of study {spec.name!r} ({spec.search.metric}, {spec.search.mode}):")
+    searched = f" with search seed {summary['search_seed']}" if len(spec.search_seeds) > 1 else ""
+    print(f"\nsearch of study {spec.name!r}{searched} ({spec.search.metric}, {spec.search.mode}):")
     for strategy, part in summary["strategies"].items():
         best = part["best"]
         line = (f"  {strategy:14s} best {best['score']:.4f} (trial {best['trial_id']}, "

@@ -182,6 +182,9 @@ class RepeatsConfig(StrictModel):
 
     seeds: int = Field(10, ge=1)
     first_seed: int = Field(100, ge=0)
+    # one search per search seed (Optuna sampler and search trials' seeds), each repeated over the
+    # paired seeds; None: [search.seed] (Bouthillier et al., MLSys 2021: randomise the search too)
+    search_seeds: list[int] | None = Field(None, min_length=1)
     vary_split: bool = False
     use: Literal["final", "best"] = "final"
     metrics: list[str] = ["test/sensitivity", "test/ppv", "test/balanced_accuracy", "test/accuracy",
@@ -271,6 +274,13 @@ class StudySpec(StrictModel):
             if plain:
                 raise ValueError(f"repeats.metrics: test_tta/ metrics need tta > 0 in every strategy; "
                                  f"{', '.join(plain)} evaluate without TTA")
+        if self.repeats.search_seeds is not None:
+            seeds = self.repeats.search_seeds
+            if len(set(seeds)) < len(seeds):
+                raise ValueError(f"repeats.search_seeds: {seeds} repeats a seed; each search seed is one search")
+            if self.search.seed not in seeds:
+                raise ValueError(f"repeats.search_seeds: {seeds} must include search.seed ({self.search.seed}), "
+                                 "the study's first search")
         if self.search.objectives and self.scheduler.type == "asha":
             if "scheduler" in self.model_fields_set:
                 raise ValueError("scheduler.type: ASHA stops trials on one metric; a multi-objective "
@@ -293,6 +303,20 @@ class StudySpec(StrictModel):
     def repeat_seeds(self) -> list[int]:
         """The repeat phase's paired seeds."""
         return list(range(self.repeats.first_seed, self.repeats.first_seed + self.repeats.seeds))
+
+    @property
+    def search_seeds(self) -> list[int]:
+        """The seeds of the study's searches: ``repeats.search_seeds``, by default ``[search.seed]``."""
+        return list(self.repeats.search_seeds or [self.search.seed])
+
+    def search_phase(self, search_seed: int) -> str:
+        """The phase name of one search (MLflow's ``phase`` tag, its Tune experiments' folder, its
+        Optuna studies): ``search`` for ``search.seed``, ``search-seed<k>`` for the others."""
+        return "search" if search_seed == self.search.seed else f"search-seed{search_seed}"
+
+    def with_search_seed(self, search_seed: int) -> StudySpec:
+        """This spec searched with ``search_seed``: the Optuna sampler's and the search trials' seed."""
+        return self.model_copy(update={"search": self.search.model_copy(update={"seed": search_seed})})
 
     def knobs(self, strategy: str) -> dict[str, Any]:
         value = self.strategies[strategy]

@@ -1,8 +1,9 @@
 """Paired statistics over seeds: which strategy really wins, and how sure can we be.
 
-Input: per metric a seeds x strategies table (rows paired by seed). Tests come from scipy and
-statsmodels; this module only arranges them, computes effect sizes from their ranks and warns when
-the number of seeds cannot reach the requested significance at all.
+Input: per metric a seeds x strategies table (rows paired by seed), or, for a study with several
+search seeds, a table indexed by (search_seed, seed) (see :func:`nested_test`). Tests come from
+scipy, statsmodels and baycomp; this module only arranges them, computes effect sizes from their
+ranks and warns when the number of seeds cannot reach the requested significance at all.
 
 Values are compared on a grid of ``TOLERANCE`` x the table's largest absolute value (1e-9 of the
 metric's scale; :func:`grid_step`): metrics that are ratios of small counts give differences that
@@ -55,7 +56,24 @@ class Comparison:
     p_rope_better: float = math.nan  # Bayesian signed-rank test: P(strategy better by more than the ROPE)
     p_rope_equivalent: float = math.nan  # P(the difference lies within the ROPE)
     p_rope_worse: float = math.nan
+    higher_is_better: bool = True
+    searches: int = 1  # search seeds; above 1 the p-value is the nested test's (:func:`nested_test`)
+    mean_diff: float = math.nan  # with several searches: the mean over searches of their mean difference
+    search_share: float = math.nan  # share of the paired differences' variance that lies between searches
+    search_standings: list[str] = field(default_factory=list)  # per search seed: its own Wilcoxon + Holm verdict
+    search_agree: int = 0  # searches whose own verdict is the nested test's
     verdict: str = ""
+
+    @property
+    def estimate(self) -> float:
+        """The difference the verdict states: the median over seeds, or with several searches the
+        mean over searches (what the nested test tests)."""
+        return self.mean_diff if self.searches > 1 else self.median_diff
+
+    @property
+    def standing(self) -> str:
+        """``better``, ``worse`` (significant, for the strategy) or ``not significant``."""
+        return standing(self.significant, self.estimate, self.higher_is_better)
 
 
 @dataclass
@@ -193,6 +211,10 @@ def _points(metric: str, table: pd.DataFrame) -> tuple[float, str]:
     return (100.0, " points") if proportion else (1.0, "")
 
 
+def _row_name(key) -> str:
+    return f"search seed {key[0]} seed {key[1]}" if isinstance(key, tuple) else f"seed {key}"
+
+
 def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: bool = True,
             alpha: float = 0.05, all_pairs: bool = False, seed: int = 0,
             n_boot: int = N_BOOT, rope: float | None = None) -> MetricReport:
@@ -200,15 +222,19 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
     this metric's comparisons, Friedman with mean ranks and Nemenyi's critical difference; with
     ``rope``, each comparison's Bayesian signed-rank probabilities (:func:`rope_probabilities`).
 
+    ``table``: float, rows paired by seed, one column per strategy. Indexed by (search_seed, seed)
+    with more than one search seed, the design is nested: the p-values are :func:`nested_test`'s,
+    each search's own Wilcoxon + Holm verdict is kept (``search_standings``), and Friedman and the
+    ROPE test take one value per search (its mean over seeds).
+
     A seed without a value for every strategy cannot be paired: it is left out, and a warning
     names it; a table with no complete seed is a ``ValueError`` (no NaN ever reaches a verdict)."""
     notes = []
     incomplete = table[table.isna().any(axis=1)]
     if len(incomplete):
-        missing = {str(s): [c for c in table.columns if np.isnan(incomplete.loc[s, c])]
-                   for s in incomplete.index}
+        missing = {s: [c for c in table.columns if np.isnan(incomplete.loc[s, c])] for s in incomplete.index}
         notes.append(f"{metric}: {len(incomplete)} seed(s) left out, without a value for every strategy: "
-                     + "; ".join(f"seed {s} ({', '.join(cols)})" for s, cols in missing.items()))
+                     + "; ".join(f"{_row_name(s)} ({', '.join(cols)})" for s, cols in missing.items()))
         table = table.dropna(axis=0, how="any")
     if table.empty:
         raise ValueError(f"{metric}: no seed has a value for every strategy")
@@ -221,6 +247,11 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
     sign = 1.0 if higher_is_better else -1.0
     step = grid_step(table.to_numpy(float))
     table = pd.DataFrame(on_grid(table.to_numpy(float), step), index=table.index, columns=table.columns)
+    blocks = (table.index.get_level_values("search_seed").to_numpy()
+              if "search_seed" in (table.index.names or []) else np.zeros(len(table), int))
+    searches = list(dict.fromkeys(blocks.tolist()))
+    nested = len(searches) > 1
+    per_search = table.groupby(blocks, sort=False).mean()  # one row per search: its mean over seeds
     comparisons = []
     for a, b in pairs:
         x, y = table[a].to_numpy(float), table[b].to_numpy(float)
@@ -228,30 +259,113 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
         _, p, method, zeros, ties = wilcoxon(x, y, step)
         low, high = _ci((d,), np.median, paired=False, seed=seed, n_boot=n_boot)
         better = sign * d  # positive where a is better
-        comparisons.append(Comparison(
+        comparisons.append(c := Comparison(
             metric=metric, strategy=a, baseline=b, n=len(x), n_used=int(np.sum(d != 0)), zeros=zeros,
             ties=ties, method=method, median_diff=float(np.median(d)), ci_low=low, ci_high=high,
             wins=int(np.sum(better > 0)), losses=int(np.sum(better < 0)), p_value=p,
             rank_biserial=sign * rank_biserial(x, y, step), p_improvement=float(_p_better(better)),
-            p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot)))
-        if rope is not None:
-            c = comparisons[-1]
+            p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot),
+            higher_is_better=higher_is_better))
+        if nested:
+            test = nested_test(d, blocks)
+            c.searches, c.p_value, c.method = len(searches), test.p_value, test.method
+            c.mean_diff, (c.ci_low, c.ci_high), c.search_share = test.mean_diff, test.ci, test.search_share
+        if rope is not None:  # with several searches, on the searches' means (the nested design's units)
             c.rope = rope
+            xr, yr = (per_search[a].to_numpy(float), per_search[b].to_numpy(float)) if nested else (x, y)
             c.p_rope_better, c.p_rope_equivalent, c.p_rope_worse = rope_probabilities(
-                x, y, rope, higher_is_better, seed)
+                xr, yr, rope, higher_is_better, seed)
     if comparisons:
         reject, p_holm = holm([c.p_value for c in comparisons], alpha)
         for c, r, ph in zip(comparisons, reject, p_holm):
             c.p_holm, c.significant = float(ph), bool(r)
-            c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
+    if nested and comparisons:
+        own = [search_standings(table[blocks == k], pairs, step, higher_is_better, alpha) for k in searches]
+        for j, c in enumerate(comparisons):
+            c.search_standings = [f"search seed {k}: {standings[j]}" for k, standings in zip(searches, own)]
+            c.search_agree = sum(standings[j] == c.standing for standings in own)
+    for c in comparisons:
+        c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
     warnings = notes
     n = len(table)
-    if comparisons and min_p_exact(n) >= alpha / len(comparisons):
+    if comparisons and not nested and min_p_exact(n) >= alpha / len(comparisons):
         warnings.append(f"with n = {n} seeds no comparison can reach p < {alpha} after Holm "
                         f"over {len(comparisons)} comparison(s) (the smallest exact p is "
                         f"{min_p_exact(n):.4g}); use at least {seeds_needed(alpha, len(comparisons))} seeds")
-    return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons,
-                        friedman(table, higher_is_better, alpha), warnings, scale, unit)
+    ranked = friedman(per_search if nested else table, higher_is_better, alpha)
+    if ranked is not None:
+        ranked["blocks"] = "searches (each its mean over the seeds)" if nested else "seeds"
+    return MetricReport(metric, higher_is_better, describe(table, seed, n_boot), comparisons, ranked, warnings,
+                        scale, unit)
+
+
+def standing(significant: bool, estimate: float, higher_is_better: bool) -> str:
+    """A verdict in one word: ``better`` / ``worse`` when significant, else ``not significant``."""
+    if not significant:
+        return "not significant"
+    return "better" if (estimate > 0) == higher_is_better else "worse"
+
+
+def search_standings(table: pd.DataFrame, pairs: list[tuple[str, str]], step: float, higher_is_better: bool,
+                     alpha: float) -> list[str]:
+    """The verdict of each pair that one search's repeats (``table``, seeds x strategies, on the
+    grid ``step``) give on their own: Wilcoxon + Holm over ``pairs``, as a study with that search
+    alone would report it (:func:`standing`)."""
+    tests = [wilcoxon(table[a].to_numpy(float), table[b].to_numpy(float), step) for a, b in pairs]
+    reject, _ = holm([t[1] for t in tests], alpha)
+    medians = [float(np.median(paired_differences(table[a], table[b], step))) for a, b in pairs]
+    return [standing(bool(r), m, higher_is_better) for r, m in zip(reject, medians)]
+
+
+@dataclass
+class NestedTest:
+    p_value: float
+    method: str
+    mean_diff: float
+    ci: tuple[float, float]
+    search_share: float
+
+
+def nested_test(d: np.ndarray, blocks: np.ndarray) -> NestedTest:
+    """Test of paired differences ``d`` (float ``[n]``) nested in searches (``blocks``, the search
+    seed of each pair): differences of one search share its chosen configs, so they are not
+    independent, and the search itself is a random draw (Bouthillier et al., MLSys 2021).
+
+    The model is d = mu + u_search + e_seed, u and e independent with mean 0; H0: mu = 0. Its test,
+    exact for normal u and e with equal seeds per search, is the one-sample t-test of the K
+    per-search mean differences with K - 1 degrees of freedom (the balanced random-intercept mixed
+    model's F test of the intercept; Searle, Casella & McCulloch 1992, ch. 3), by
+    ``scipy.stats.ttest_1samp``. Testing all K x n pairs as independent (a plain Wilcoxon) or
+    blocking by search (u as fixed) leaves the search-level variance out and rejects far more often
+    than alpha when searches choose differently; a rank test with the search as the unit needs
+    K >= 6 to reach p < 0.05 (2 / 2^K). Each search's value is a mean over its seeds, so the t-test
+    holds up under non-normal seed noise (tests/test_search_variance.py simulates its false-positive
+    rate).
+
+    Returns the p-value (1 when every search's mean difference is 0), the mean difference over
+    searches with its 95% t interval, and the share of the differences' variance that lies between
+    searches (one-way random-effects ANOVA estimate, truncated at 0)."""
+    d, blocks = np.asarray(d, float), np.asarray(blocks)
+    groups = [d[blocks == k] for k in dict.fromkeys(blocks.tolist())]
+    means = np.array([g.mean() for g in groups])
+    k = len(groups)
+    mean = float(means.mean())
+    if np.all(means == 0):
+        p, ci = 1.0, (0.0, 0.0)
+    elif np.ptp(means) == 0:  # every search the same non-zero mean: no between-search spread to scale by
+        p, ci = 0.0, (mean, mean)
+    else:
+        res = stats.ttest_1samp(means, 0.0)
+        interval = res.confidence_interval(0.95)
+        p, ci = float(res.pvalue), (float(interval.low), float(interval.high))
+    sizes = np.array([len(g) for g in groups], float)
+    total = sizes.sum()
+    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / max(total - k, 1)
+    between = float((sizes * (means - d.mean()) ** 2).sum() / (k - 1))
+    n0 = (total - (sizes ** 2).sum() / total) / (k - 1)
+    tau2 = max(0.0, (between - within) / n0)
+    share = tau2 / (tau2 + within) if tau2 + within > 0 else 0.0
+    return NestedTest(p, f"t-test over {k} search means (df {k - 1})", mean, ci, float(share))
 
 
 ROPE_SAMPLES = 20000
@@ -295,19 +409,25 @@ def holm(p_values: list[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alpha: float) -> str:
-    better = c.median_diff > 0 if higher_is_better else c.median_diff < 0
-    if c.median_diff == 0:
-        move = f"leaves {c.metric} unchanged (median difference 0)"
+    kind = "mean" if c.searches > 1 else "median"
+    better = c.estimate > 0 if higher_is_better else c.estimate < 0
+    if c.estimate == 0:
+        move = f"leaves {c.metric} unchanged ({kind} difference 0)"
     else:
-        move = (f"{'raises' if c.median_diff > 0 else 'lowers'} {c.metric} by a median "
-                f"{abs(c.median_diff) * scale:.3g}{unit} [{c.ci_low * scale:.3g}, {c.ci_high * scale:.3g}]")
+        move = (f"{'raises' if c.estimate > 0 else 'lowers'} {c.metric} by a {kind} "
+                f"{abs(c.estimate) * scale:.3g}{unit} [{c.ci_low * scale:.3g}, {c.ci_high * scale:.3g}]")
     claim = "significant" if c.significant else "not significant"
-    direction = "better" if better or c.median_diff == 0 else "worse"
+    direction = "better" if better or c.estimate == 0 else "worse"
     seeds = f"{c.n} seed" if c.n == 1 else f"{c.n} seeds"
+    robust = ""
+    if c.searches > 1:
+        claim, seeds = f"{claim}; {c.method}", f"{c.n} (search, seed) pairs"
+        robust = (f"; {c.search_agree} of {c.searches} searches alone give the same verdict ({c.standing}); "
+                  f"{c.search_share:.0%} of the variance between searches")
     rope = "" if math.isnan(c.rope) else f"; Bayesian signed-rank: {rope_phrase(c, scale, unit)}"
     return (f"{c.strategy} {move} vs {c.baseline}, p_holm = {c.p_holm:.3g} ({claim} at {alpha}), "
             f"{c.wins} of {seeds} better" + (f", {c.zeros} tied" if c.zeros else "")
-            + ("" if direction == "better" else " (worse)") + rope)
+            + ("" if direction == "better" else " (worse)") + robust + rope)
 
 
 def friedman(table: pd.DataFrame, higher_is_better: bool = True, alpha: float = 0.05) -> dict | None:

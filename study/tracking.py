@@ -139,13 +139,13 @@ class StudyTracker:
                 self.client.set_tag(run.info.run_id, k, v)
             self.client.set_terminated(run.info.run_id, "FINISHED")
 
-    def parent_run(self, strategy: str, phase: str) -> str:
-        """The run id of the strategy's parent run for this phase, created once."""
+    def parent_run(self, strategy: str, phase: str, tags: dict[str, str] | None = None) -> str:
+        """The run id of the strategy's parent run for this phase, created once (with ``tags``)."""
         runs = [r for r in self.find_runs(strategy=strategy, phase=phase) if PARENT not in r.data.tags]
         if runs:
             return runs[0].info.run_id
         run = self.client.create_run(self.experiment_id, run_name=f"{strategy} ({phase})", tags={
-            "study": self.study, "strategy": strategy, "phase": phase, "role": "parent"})
+            "study": self.study, "strategy": strategy, "phase": phase, "role": "parent", **(tags or {})})
         return run.info.run_id
 
     def log_parent_inputs(self, run_id: str, spec_dict: dict, manifest: dict, source: str) -> None:
@@ -162,9 +162,9 @@ class StudyTracker:
         self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
                                                      [InputTag("mlflow.data.context", "train")])])
 
-    def tag_trial(self, strategy: str, trial_id: str, key: str, value: str) -> None:
-        """Set a tag on the search run of one trial."""
-        for run in self.find_runs(strategy=strategy, phase="search", trial_id=trial_id):
+    def tag_trial(self, strategy: str, trial_id: str, key: str, value: str, phase: str = "search") -> None:
+        """Set a tag on the run of one trial of a search (``phase``)."""
+        for run in self.find_runs(strategy=strategy, phase=phase, trial_id=trial_id):
             self.client.set_tag(run.info.run_id, key, value)
 
     def finish(self, run_id: str, summary: dict | None = None, failed: bool = False) -> None:
@@ -212,9 +212,11 @@ class MLflowTrialLogger(LoggerCallback):
             self._last_epoch[trial.trial_id] = int(found[0].data.metrics.get("epoch", 0))
         else:
             seed = str(config.get("seed", 0))
+            extra = self.view.run_tags(trial.config) if hasattr(self.view, "run_tags") else {}
             tags = {**self.tags, "strategy": strategy, PARENT: self.parents[strategy],
-                    "trial_id": trial.trial_id, "seed": seed}
-            name = f"{strategy}-seed{seed}" if self.tags["phase"] == "repeat" else f"{strategy}-{trial.trial_id}"
+                    "trial_id": trial.trial_id, "seed": seed, **extra}
+            name = (self.view.run_name(trial.config) if hasattr(self.view, "run_name")
+                    else f"{strategy}-{trial.trial_id}")
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
             for i in range(0, len(params), 100):

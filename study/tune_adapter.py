@@ -77,22 +77,48 @@ def repeat_config(best: dict, seed: int, vary_split: bool, features: bool = Fals
 
 
 class RepeatView:
-    """Maps a repeat trial's Tune config ``{"run": {"strategy", "seed"}}`` to its trial config: the
-    strategy's best searched config (validated once here) with the repeat's seed. The run of
-    ``features_seed`` also stores its penultimate test features (the report's embedding plot)."""
+    """Maps a repeat trial's Tune config ``{"run": {"strategy", "search_seed", "seed"}}`` to its
+    trial config: the best config of the strategy's search with that search seed (validated once
+    here) with the repeat's seed. The run of ``features_seed`` in the ``primary`` search (search.seed)
+    also stores its penultimate test features (the report's embedding plot)."""
 
     features_seed: int | None = None  # a view pickled before features were stored (an interrupted grid)
 
-    def __init__(self, configs: dict[str, dict], vary_split: bool, features_seed: int | None = None) -> None:
-        self.configs = {s: validated(c) for s, c in configs.items()}
-        self.vary_split, self.features_seed = vary_split, features_seed
+    def __init__(self, configs: dict[tuple[str, int], dict], vary_split: bool, features_seed: int | None = None,
+                 primary: int | None = None) -> None:
+        self.configs = {key: validated(c) for key, c in configs.items()}
+        self.vary_split, self.features_seed, self.primary = vary_split, features_seed, primary
+        self.several = len({k for _, k in configs}) > 1
+
+    def __setstate__(self, state: dict) -> None:
+        """A view pickled before search seeds (an interrupted grid) keyed its configs by strategy:
+        they are its one search's, and its runs name no search seed."""
+        configs = state.get("configs", {})
+        if configs and all(isinstance(key, str) for key in configs):
+            state = {**state, "configs": {(s, None): c for s, c in configs.items()}, "primary": None,
+                     "several": False}
+        self.__dict__.update(state)
 
     @staticmethod
-    def param_space(pairs: list[tuple[str, int]]) -> dict:
-        """The Tune grid over (strategy, seed) pairs, one trial each."""
-        return {"run": tune.grid_search([{"strategy": s, "seed": k} for s, k in pairs])}
+    def param_space(pairs: list[tuple[str, int, int]]) -> dict:
+        """The Tune grid over (strategy, search seed, seed) triples, one trial each."""
+        return {"run": tune.grid_search([{"strategy": s, "search_seed": k, "seed": seed} for s, k, seed in pairs])}
+
+    def _key(self, run: dict) -> tuple[str, int | None]:
+        return run["strategy"], run.get("search_seed", self.primary)
 
     def __call__(self, config: dict) -> tuple[str, dict]:
         run = config["run"]
-        return run["strategy"], repeat_config(self.configs[run["strategy"]], run["seed"], self.vary_split,
-                                              features=run["seed"] == self.features_seed)
+        strategy, search_seed = self._key(run)
+        return strategy, repeat_config(self.configs[(strategy, search_seed)], run["seed"], self.vary_split,
+                                       features=run["seed"] == self.features_seed and search_seed == self.primary)
+
+    def run_tags(self, config: dict) -> dict[str, str]:
+        """The repeat run's MLflow tags beyond the logger's: the search seed its config came from."""
+        search_seed = self._key(config["run"])[1]
+        return {} if search_seed is None else {"search_seed": str(search_seed)}
+
+    def run_name(self, config: dict) -> str:
+        strategy, search_seed = self._key(config["run"])
+        seed = config["run"]["seed"]
+        return f"{strategy}-search{search_seed}-seed{seed}" if self.several else f"{strategy}-seed{seed}"

@@ -55,7 +55,7 @@ def test_multi_objective_search_records_the_pareto_front(ray_local, tiny_spec_fi
     path = tiny_spec_file(name="pareto", samples=4)
     path.write_text(multi_objective(path.read_text()))
     spec = load_spec(path)
-    summary = run_search(spec)
+    (summary,) = run_search(spec).values()
     assert summary["objectives"] == ["val/sensitivity", "val/ppv"]
     on_disk = json.loads((study_dir(spec) / "search_summary.json").read_text())
     client = MlflowClient(spec.tracking.uri)

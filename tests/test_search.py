@@ -16,7 +16,7 @@ pytestmark = pytest.mark.xdist_group("ray")
 
 def test_tiny_study_runs_every_strategy_with_the_same_budget(ray_local, tiny_spec_file):
     spec = load_spec(tiny_spec_file())
-    summary = run_search(spec)
+    (summary,) = run_search(spec).values()
     assert set(summary["strategies"]) == {"control", "upsample"}
     for part in summary["strategies"].values():
         assert part["trials"] == 3 and not part["failed"]
@@ -70,7 +70,7 @@ def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(ray_local
     path = tiny_spec_file(name="failing2")
     path.write_text(text.replace("name: failing", "name: failing2"))
     spec = load_spec(path)
-    summary = run_search(spec)
+    (summary,) = run_search(spec).values()
     blown = summary["strategies"]["blowup"]
     assert blown["best"] is None and len(blown["failed"]) == 2
     assert all("TrainingDiverged: training loss is" in f["error"] for f in blown["failed"])
@@ -103,7 +103,7 @@ def test_fresh_replaces_the_previous_search(ray_local, tiny_spec_file):
     run_search(spec)
     first = MlflowClient(spec.tracking.uri).search_runs(
         [MlflowClient(spec.tracking.uri).get_experiment_by_name("again").experiment_id])
-    summary = run_search(spec, fresh=True)
+    (summary,) = run_search(spec, fresh=True).values()
     assert all(p["trials"] == 1 for p in summary["strategies"].values())
     client = MlflowClient(spec.tracking.uri)
     live = client.search_runs([client.get_experiment_by_name("again").experiment_id])
@@ -126,7 +126,7 @@ def test_vabal_knobs_are_searched_and_round_metrics_reach_mlflow(ray_local, tiny
     path = tiny_spec_file(name="vabal")
     path.write_text(text + "\nrepeats: {seeds: 2}\n")
     spec = load_spec(path)
-    summary = run_search(spec)
+    (summary,) = run_search(spec).values()
     best = summary["strategies"]["vabal"]["best"]
     assert set(best["searched"]) == {"lr", "vabal.exponent", "vabal.lambda"}
     client = MlflowClient(spec.tracking.uri)
