@@ -288,6 +288,12 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
         c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
     warnings = notes
     n = len(table)
+    fewest = min(int(np.sum(blocks == k)) for k in searches)
+    if comparisons and nested and min_p_exact(fewest) >= alpha / len(comparisons):
+        warnings.append(f"a search with {fewest} seeds cannot reach p < {alpha} on its own (Wilcoxon + Holm over "
+                        f"{len(comparisons)} comparison(s); the smallest exact p is {min_p_exact(fewest):.4g}): "
+                        f"'searches agreeing' counts only 'not significant' verdicts; use at least "
+                        f"{seeds_needed(alpha, len(comparisons))} seeds per search")
     if comparisons and not nested and min_p_exact(n) >= alpha / len(comparisons):
         warnings.append(f"with n = {n} seeds no comparison can reach p < {alpha} after Holm "
                         f"over {len(comparisons)} comparison(s) (the smallest exact p is "

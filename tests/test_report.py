@@ -8,6 +8,7 @@ import re
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import require_tool
 from PIL import Image
@@ -23,31 +24,37 @@ name: reported
 data: {{source: synthetic, synthetic: {{n: 300}}, load_size: 20, image_size: 16}}
 training: {{epochs: 3, batch_size: 32}}
 strategies: {{control: control, upsample: upsample, loss_weight: loss_weight}}
-repeats: {{seeds: 8, metrics: [test/sensitivity, test/ppv, test/balanced_accuracy, test/auroc]}}
+repeats: {{seeds: {seeds}, metrics: [test/sensitivity, test/ppv, test/balanced_accuracy, test/auroc]{more}}}
 compare: {{rope: 0.01}}
 tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
 storage_path: {root}/results
 """
 
 
-def finished_study(root):
-    """A study with its search parents and 3 strategies x 8 repeat runs in MLflow."""
+def finished_study(root, seeds: int = 8, search_seeds: list[int] | None = None):
+    """A study with its search parents and 3 strategies x ``seeds`` repeat runs in MLflow (per
+    search seed: with several, each search chose another lr, and its repeats' sensitivity moves by
+    a search-level shift)."""
     path = root / "reported.yaml"
-    path.write_text(SPEC.format(root=root))
+    more = f", search_seeds: {search_seeds}" if search_seeds else ""
+    path.write_text(SPEC.format(root=root, seeds=seeds, more=more))
     spec = load_spec(path)
     tracker = StudyTracker.of(spec)
     rng = np.random.default_rng(0)
     for shift, strategy in enumerate(spec.strategies):
-        parent = tracker.parent_run(strategy, "search")
-        tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), {"class_names": CLASSES, "key": "k"},
-                                  "synthetic")
-        tracker.finish(parent, {"best": None})
+        for k in spec.search_seeds:
+            parent = tracker.parent_run(strategy, spec.search_phase(k), {"search_seed": str(k)})
+            tracker.log_parent_inputs(parent, spec.model_dump(mode="json"), {"class_names": CLASSES, "key": "k"},
+                                      "synthetic")
+            best = {"searched": {"lr": 1e-3 * (1 + k + shift), "batch_size": 32}, "score": 0.8, "config": {}}
+            tracker.finish(parent, {"best": best if search_seeds else None})
         repeat_parent = tracker.parent_run(strategy, "repeat")
-        for seed in spec.repeat_seeds:
+        for k, seed in [(k, seed) for k in spec.search_seeds for seed in spec.repeat_seeds]:
             run = tracker.client.create_run(tracker.experiment_id, tags={
                 "study": "reported", "phase": "repeat", "strategy": strategy, "seed": str(seed),
-                "trial_id": f"{strategy}{seed}", "mlflow.parentRunId": repeat_parent}).info.run_id
-            sens = float(np.clip(0.3 + 0.25 * shift + rng.normal(0, 0.05), 0, 1))
+                "search_seed": str(k), "trial_id": f"{strategy}{k}-{seed}",
+                "mlflow.parentRunId": repeat_parent}).info.run_id
+            sens = float(np.clip(0.3 + 0.25 * shift + 0.05 * k * shift + rng.normal(0, 0.05), 0, 1))
             for name, value in {"test/sensitivity": sens, "test/ppv": float(rng.uniform(0.3, 0.6)),
                                 "test/balanced_accuracy": 0.6 + 0.1 * shift + float(rng.normal(0, 0.02))}.items():
                 tracker.client.log_metric(run, name, value, step=3)
@@ -66,7 +73,7 @@ def finished_study(root):
             features = rng.normal(size=(60, 8)) + labels[:, None] if seed == spec.repeats.first_seed else None
             frame = prediction_frame("final", np.arange(60), labels, probs, CLASSES,
                                      (np.arange(60) // 3).astype(str), None, features)
-            folder = root / f"{strategy}{seed}"
+            folder = root / f"{strategy}{k}-{seed}"
             folder.mkdir()
             tracker.client.log_artifact(run, str(write_predictions([frame], folder)))
             tracker.client.set_terminated(run, "FINISHED")
@@ -139,3 +146,25 @@ def test_the_report_renders_in_chromium_with_every_image_decoded(report, tmp_pat
     assert decoded == [True] * 10
     for section in ("Summary", "test/sensitivity", "Discrimination and operating points", "Figures"):
         assert f"<h2>{section}</h2>" in r.stdout
+
+
+def test_a_study_of_several_searches_reports_their_variance(tmp_path):
+    spec = finished_study(tmp_path, seeds=4, search_seeds=[0, 1, 2])
+    summary = run_compare(spec)
+    folder = tmp_path / "results" / "reported" / "report"
+    page = (folder / "report.html").read_text()
+    assert summary["search_seeds"] == [0, 1, 2] and summary["seeds"] == 4
+    assert "3 searches (search seeds 0, 1, 2)" in page and "pairs are (search seed, seed)" in page
+    variance = page.split("<h2>Search variance</h2>")[1].split("<h2>")[0]
+    assert "<th>loss_weight vs control</th>" in variance and "<th>search seed 2</th>" in variance
+    assert "lr x1.67" in variance and "batch_size the same" in variance  # loss_weight chose lr 3e-3 .. 5e-3
+    robustness = pd.read_csv(folder / "search_robustness.csv", index_col=0)
+    # the nested test finds the consistent gain; 4 seeds are too few for any search alone (min exact p 0.125)
+    assert robustness.loc["loss_weight vs control", "test/sensitivity"] == "0/3 (better; alone: n.s., n.s., n.s.)"
+    assert "a search with 4 seeds cannot reach p &lt; 0.05 on its own" in page
+    assert "<th>searches agreeing</th>" in page and "<th>between-search variance</th>" in page
+    assert "Friedman over 3 searches (each its mean over the seeds)" in page
+    (c,) = [c for c in summary["comparisons"]["test/sensitivity"] if c["strategy"] == "loss_weight"]
+    assert c["n"] == 12 and c["searches"] == 3 and c["significant"] and c["search_agree"] == 0
+    assert all(r["seeds"] == 4 for r in summary["auroc"])  # the figures show search.seed's repeats
+    assert "show the repeats of search seed 0" in page
