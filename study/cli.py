@@ -104,8 +104,10 @@ def cmd_trial(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     spec = load(args)
+    searches = (f" in each of {len(spec.search_seeds)} searches (search seeds {spec.search_seeds})"
+                if len(spec.search_seeds) > 1 else "")
     print(f"{args.spec}: ok — study {spec.name!r}, {len(spec.strategies)} strategies "
-          f"({', '.join(spec.strategies)}), {spec.search.samples_per_strategy} samples each, "
+          f"({', '.join(spec.strategies)}), {spec.search.samples_per_strategy} samples each{searches}, "
           f"{spec.epochs} epochs, scheduler {spec.scheduler.type}, tracking {spec.tracking.uri}")
     if note := spec.search.random_search_note():
         print(note)
