@@ -55,6 +55,8 @@ class Progress(tune.Callback):
     def _name(self, trial) -> str:
         if self.phase is None:
             return f"trial {trial.trial_id}"
+        if hasattr(self.view, "run_name"):  # the repeat view names the search seed where there are several
+            return self.view.run_name(trial.config)
         strategy, config = self.view(trial.config)
         return f"{strategy} seed {config['seed']}"
 

@@ -40,7 +40,7 @@ SCOPE = ("Scope: these seeds vary {sources} on one data set; the results support
 
 def analyse(spec: StudySpec, long: pd.DataFrame) -> dict[str, MetricReport]:
     """Per metric of ``repeats.metrics`` that the repeat runs record: the seeds x strategies table
-    (rows (search_seed, seed) with several search seeds: the nested design) and its statistics. A
+    (rows (search_seed, seed) with several search seeds) and its statistics. A
     metric no run records (runs repeated before it was reported) is left out with a warning; when
     none is recorded, :class:`StudyError`."""
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
@@ -135,14 +135,14 @@ class SearchVariance:
     """What the report says of a study with several search seeds."""
 
     configs: pd.DataFrame  # per strategy: each search's chosen values and validation score, and their spread
-    robustness: pd.DataFrame  # per comparison and metric: how many searches alone give the nested verdict
+    robustness: pd.DataFrame  # per comparison and metric: how many searches alone give the overall verdict
 
 
 def search_variance(spec: StudySpec, tracker: StudyTracker, reports: dict[str, MetricReport],
                     searches: list[int]) -> SearchVariance:
     """The configs each search chose (from the searches' parent runs in MLflow) with their spread, and
-    per comparison the verdicts of the searches alone against the nested test's."""
-    bests = search_bests(spec, tracker)
+    per comparison the verdicts of the searches alone against the search x seed test's."""
+    bests = search_bests(spec, tracker, searches)
     rows = {}
     for strategy in spec.strategies:
         chosen = {k: bests[(strategy, k)] for k in searches if (strategy, k) in bests}
@@ -154,7 +154,7 @@ def search_variance(spec: StudySpec, tracker: StudyTracker, reports: dict[str, M
     configs.index.name = "strategy"
     cells: dict[str, dict[str, str]] = {}
     for metric, rep in reports.items():
-        for c in rep.comparisons:
+        for c in [c for c in rep.comparisons if c.searches > 1]:
             own = ", ".join(s.split(": ", 1)[1].replace("not significant", "n.s.") for s in c.search_standings)
             cells.setdefault(f"{c.strategy} vs {c.baseline}", {})[metric] = \
                 f"{c.search_agree}/{c.searches} ({c.standing.replace('not significant', 'n.s.')}; alone: {own})"
@@ -342,15 +342,16 @@ NESTED_COLUMNS = {"strategy": "strategy", "baseline": "against", "searches": "se
                   "search_share": "between-search variance", "rank_biserial": "effect r",
                   "p_improvement": "P(better)", "method": "test"}
 NESTED_NOTE = ("Pairs: (search seed, seed). Mean difference: strategy minus the one it is compared against, the "
-               "mean over searches of each search's mean over its seeds, with its 95% t interval (K - 1 degrees of "
-               "freedom); median difference: over all pairs. p: the nested test, a one-sample t-test of the K "
-               "per-search mean differences: the pairs of one search share its chosen configs, so the search, not "
-               "the pair, is the unit that replicates; treating the pairs as independent would ignore the variance "
-               "between searches and find differences that another search would not. p (Holm): corrected over "
-               "this metric's comparisons. Searches agreeing: how many searches, analysed alone (Wilcoxon + Holm "
-               "over their own seeds), give the same verdict (better, worse or not significant). Between-search "
-               "variance: the share of the paired differences' variance that lies between searches (one-way "
-               "random-effects estimate). Effect r and P(better): over all pairs, as in a single search.")
+               "mean over all pairs, with its 95% t interval; median difference: over all pairs. p: the search x seed "
+               "test. Every search's best configs were repeated over the same seeds, so a difference has a part "
+               "from its search (the configs that search chose), a part from its seed (the same initial weights, "
+               "data order and split in every search) and noise; the mean's standard error counts all three (random "
+               "effects, two-way ANOVA mean squares, Satterthwaite degrees of freedom). Treating the pairs as "
+               "independent would leave the search's part out and find differences another search would not. "
+               "p (Holm): corrected over this metric's comparisons. Searches agreeing: how many searches, analysed "
+               "alone (Wilcoxon + Holm over their own seeds), give the same verdict (better, worse or not "
+               "significant). Between-search variance: the search's share of the differences' variance. Effect r "
+               "and P(better): over all pairs, as in a single search.")
 
 ROPE_COLUMNS = {"p_rope_better": "P(better, ROPE)", "p_rope_equivalent": "P(equivalent)", "p_rope_worse": "P(worse, ROPE)"}
 ROPE_NOTE = (" P(better, ROPE), P(equivalent), P(worse, ROPE): the Bayesian signed-rank test (Benavoli et al. 2017, "
@@ -396,10 +397,10 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
     else:
         design = (f"{len(searches)} searches (search seeds {', '.join(map(str, searches))}), each strategy's best "
                   f"config of each search repeated over the same {plural(n, 'seed')}: pairs are (search seed, seed); "
-                  f"test split, {epoch}; baseline {spec.compare.baseline}; the nested test (t-test over the "
-                  f"searches' mean differences), Holm-corrected per metric, alpha {spec.compare.alpha}.")
+                  f"test split, {epoch}; baseline {spec.compare.baseline}; the search x seed test (random effects: "
+                  f"the search and the seed both count), Holm-corrected per metric, alpha {spec.compare.alpha}.")
         summary_note = ("Mean paired difference against the baseline over the searches [95% t interval] and "
-                        "Holm-corrected p of the nested test; * marks a significant difference (green: better, red: "
+                        "Holm-corrected p of the search x seed test; * marks a significant difference (green: better, red: "
                         "worse). Proportions are in points (x100).")
     blocks: list[tuple] = [
         ("h1", f"Study {spec.name}: strategies compared over paired seeds"),
@@ -420,19 +421,20 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                   "whether it is practically nil). The figures and the discrimination section below show the "
                   f"repeats of search seed {shown}."),
             ("table", variance.robustness, None,
-             "Per comparison and metric: searches (of K) whose repeats alone give the nested test's verdict; then "
+             "Per comparison and metric: searches (of K) whose repeats alone give the overall verdict; then "
              "that verdict and each search's own (Wilcoxon + Holm over its seeds; n.s.: not significant)."),
             ("table", variance.configs, None,
              "The config each search chose for each strategy (its searched values and validation score), and how "
              "far apart they lie (x: largest over smallest value)."),
         ]
     for metric, rep in reports.items():
+        nested = bool(rep.comparisons) and rep.comparisons[0].searches > 1  # decided per metric (rows with NaN drop)
+        per_strategy = rep.per_strategy.rename(columns=PER_STRATEGY | ({"n": "pairs"} if nested else {}))
         blocks += [("h2", metric),
-                   ("table", rep.per_strategy.rename(columns=PER_STRATEGY), None, PER_STRATEGY_NOTE),
+                   ("table", per_strategy, None, PER_STRATEGY_NOTE),
                    ("list", [c.verdict for c in rep.comparisons])]
         frame = rep.comparisons_frame()
         if not frame.empty:
-            nested = variance is not None
             columns = (NESTED_COLUMNS if nested else COMPARISON) | (ROPE_COLUMNS if spec.compare.rope else {})
             note = (NESTED_NOTE if nested else COMPARISON_NOTE) + (
                 ROPE_NOTE.format(rope=spec.compare.rope) + (" With several searches it takes each search's mean "

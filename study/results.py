@@ -21,12 +21,13 @@ from .tracking import StudyTracker
 REPEAT = "repeat"  # the repeat phase's tag
 
 
-def search_bests(spec: StudySpec, tracker: StudyTracker) -> dict[tuple[str, int], dict]:
+def search_bests(spec: StudySpec, tracker: StudyTracker, search_seeds: list[int] | None = None
+                 ) -> dict[tuple[str, int], dict]:
     """(strategy, search seed) -> the best trial of that search (``summary.json``'s ``best``: its
     config, searched values and score), read from the search's parent run in MLflow, for every
-    search seed of ``repeats.search_seeds``."""
+    search seed of ``search_seeds`` (default ``repeats.search_seeds``)."""
     bests = {}
-    for search_seed in spec.search_seeds:
+    for search_seed in spec.search_seeds if search_seeds is None else search_seeds:
         phase = spec.search_phase(search_seed)
         searched = "" if len(spec.search_seeds) == 1 else f" with search seed {search_seed}"
         for strategy in spec.strategies:

@@ -1,7 +1,7 @@
 """Paired statistics over seeds: which strategy really wins, and how sure can we be.
 
 Input: per metric a seeds x strategies table (rows paired by seed), or, for a study with several
-search seeds, a table indexed by (search_seed, seed) (see :func:`nested_test`). Tests come from
+search seeds, a table indexed by (search_seed, seed) (see :func:`search_seed_test`). Tests come from
 scipy, statsmodels and baycomp; this module only arranges them, computes effect sizes from their
 ranks and warns when the number of seeds cannot reach the requested significance at all.
 
@@ -57,17 +57,17 @@ class Comparison:
     p_rope_equivalent: float = math.nan  # P(the difference lies within the ROPE)
     p_rope_worse: float = math.nan
     higher_is_better: bool = True
-    searches: int = 1  # search seeds; above 1 the p-value is the nested test's (:func:`nested_test`)
-    mean_diff: float = math.nan  # with several searches: the mean over searches of their mean difference
+    searches: int = 1  # search seeds; above 1 the p-value is :func:`search_seed_test`'s
+    mean_diff: float = math.nan  # with several searches: the mean of all (search, seed) differences
     search_share: float = math.nan  # share of the paired differences' variance that lies between searches
     search_standings: list[str] = field(default_factory=list)  # per search seed: its own Wilcoxon + Holm verdict
-    search_agree: int = 0  # searches whose own verdict is the nested test's
+    search_agree: int = 0  # searches whose own verdict is the search x seed test's
     verdict: str = ""
 
     @property
     def estimate(self) -> float:
         """The difference the verdict states: the median over seeds, or with several searches the
-        mean over searches (what the nested test tests)."""
+        mean over all (search, seed) pairs (what :func:`search_seed_test` tests)."""
         return self.mean_diff if self.searches > 1 else self.median_diff
 
     @property
@@ -223,7 +223,7 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
     ``rope``, each comparison's Bayesian signed-rank probabilities (:func:`rope_probabilities`).
 
     ``table``: float, rows paired by seed, one column per strategy. Indexed by (search_seed, seed)
-    with more than one search seed, the design is nested: the p-values are :func:`nested_test`'s,
+    with more than one search seed, the p-values are :func:`search_seed_test`'s (search x seed),
     each search's own Wilcoxon + Holm verdict is kept (``search_standings``), and Friedman and the
     ROPE test take one value per search (its mean over seeds).
 
@@ -267,10 +267,11 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
             p_improvement_ci=_ci((better,), _p_better, paired=False, seed=seed, n_boot=n_boot),
             higher_is_better=higher_is_better))
         if nested:
-            test = nested_test(d, blocks)
+            test = search_seed_test(d, blocks, table.index.get_level_values("seed").to_numpy(), step)
             c.searches, c.p_value, c.method = len(searches), test.p_value, test.method
             c.mean_diff, (c.ci_low, c.ci_high), c.search_share = test.mean_diff, test.ci, test.search_share
-        if rope is not None:  # with several searches, on the searches' means (the nested design's units)
+            left_out = test.seeds_left_out
+        if rope is not None:  # with several searches, on one value per search (its mean over the seeds)
             c.rope = rope
             xr, yr = (per_search[a].to_numpy(float), per_search[b].to_numpy(float)) if nested else (x, y)
             c.p_rope_better, c.p_rope_equivalent, c.p_rope_worse = rope_probabilities(
@@ -287,6 +288,9 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
     for c in comparisons:
         c.verdict = _verdict(c, scale, unit, higher_is_better, alpha)
     warnings = notes
+    if nested and comparisons and left_out:
+        warnings.append(f"{metric}: {left_out} seed(s) left out of the search x seed test, without a value in "
+                        "every search")
     n = len(table)
     fewest = min(int(np.sum(blocks == k)) for k in searches)
     if comparisons and nested and min_p_exact(fewest) >= alpha / len(comparisons):
@@ -324,54 +328,76 @@ def search_standings(table: pd.DataFrame, pairs: list[tuple[str, str]], step: fl
 
 
 @dataclass
-class NestedTest:
+class SearchSeedTest:
     p_value: float
     method: str
     mean_diff: float
     ci: tuple[float, float]
-    search_share: float
+    search_share: float  # NaN where it cannot be told from the noise (one seed per search)
+    seeds_left_out: int  # seeds without a difference in every search
 
 
-def nested_test(d: np.ndarray, blocks: np.ndarray) -> NestedTest:
-    """Test of paired differences ``d`` (float ``[n]``) nested in searches (``blocks``, the search
-    seed of each pair): differences of one search share its chosen configs, so they are not
-    independent, and the search itself is a random draw (Bouthillier et al., MLSys 2021).
+def search_seed_test(d: np.ndarray, searches: np.ndarray, seeds: np.ndarray, step: float = 0.0) -> SearchSeedTest:
+    """Test of paired differences ``d`` (float ``[n]``, on the comparison grid ``step``) from several
+    searches, each search's best configs repeated over the same seeds: ``searches`` and ``seeds``
+    name the (search seed, seed) of each difference.
 
-    The model is d = mu + u_search + e_seed, u and e independent with mean 0; H0: mu = 0. Its test,
-    exact for normal u and e with equal seeds per search, is the one-sample t-test of the K
-    per-search mean differences with K - 1 degrees of freedom (the balanced random-intercept mixed
-    model's F test of the intercept; Searle, Casella & McCulloch 1992, ch. 3), by
-    ``scipy.stats.ttest_1samp``. Testing all K x n pairs as independent (a plain Wilcoxon) or
-    blocking by search (u as fixed) leaves the search-level variance out and rejects far more often
-    than alpha when searches choose differently; a rank test with the search as the unit needs
-    K >= 6 to reach p < 0.05 (2 / 2^K). Each search's value is a mean over its seeds, so the t-test
-    holds up under non-normal seed noise (tests/test_search_variance.py simulates its false-positive
-    rate).
+    Searches and seeds are crossed, both random: d = mu + u_search + v_seed + e (Bouthillier et al.,
+    MLSys 2021: the search is a random draw like the seed; the same seed gives every search the same
+    initial weights, data order and split, so ``v`` is shared across searches). H0: mu = 0. The grand
+    mean's variance sigma_u^2 / K + sigma_v^2 / n + sigma_e^2 / (K n) is estimated from the two-way
+    ANOVA's mean squares as (MS_search + MS_seed - MS_error) / (K n), never below MS_search / (K n)
+    or MS_seed / (K n), with Satterthwaite's degrees of freedom (Satterthwaite 1946; the quasi-F of
+    Searle, Casella & McCulloch 1992, "Variance Components"), and t = mean / SE. With one seed per
+    search it is the one-sample t-test of the search means (K - 1 df); when the searches chose the
+    same configs (identical rows) it is the paired t-test over the seeds (n - 1 df). Testing the K n
+    pairs as independent, or the search means alone, leaves a variance component out and rejects far
+    more often than alpha (tests/test_search_variance.py simulates the false-positive rate). With no
+    variance at all (every difference equal) the exact Wilcoxon test of the per-seed means is used.
 
-    Returns the p-value (1 when every search's mean difference is 0), the mean difference over
-    searches with its 95% t interval, and the share of the differences' variance that lies between
-    searches (one-way random-effects ANOVA estimate, truncated at 0)."""
-    d, blocks = np.asarray(d, float), np.asarray(blocks)
-    groups = [d[blocks == k] for k in dict.fromkeys(blocks.tolist())]
-    means = np.array([g.mean() for g in groups])
-    k = len(groups)
-    mean = float(means.mean())
-    if np.all(means == 0):
-        p, ci = 1.0, (0.0, 0.0)
-    elif np.ptp(means) == 0:  # every search the same non-zero mean: no between-search spread to scale by
-        p, ci = 0.0, (mean, mean)
+    Only seeds with a difference in every search enter (a complete search x seed grid). Returns the
+    p-value, the mean difference with its 95% t interval, and the share of the differences' variance
+    that lies between searches (ANOVA estimates, each truncated at 0)."""
+    frame = pd.DataFrame({"d": np.asarray(d, float), "search": searches, "seed": seeds})
+    full = frame.pivot(index="search", columns="seed", values="d")
+    grid = full.dropna(axis=1).to_numpy(float)
+    k, n = grid.shape
+    if n == 0:
+        raise ValueError("no seed has a difference in every search")
+    mean = float(grid.mean())
+    rows, cols = grid.mean(1), grid.mean(0)
+    terms = [(n * float(((rows - mean) ** 2).sum()) / (k - 1), k - 1, 1.0)]  # (mean square, df, sign)
+    if n > 1:
+        resid = grid - rows[:, None] - cols[None, :] + mean
+        terms += [(k * float(((cols - mean) ** 2).sum()) / (n - 1), n - 1, 1.0),
+                  (float((resid ** 2).sum()) / ((k - 1) * (n - 1)), (k - 1) * (n - 1), -1.0)]
+    combined = sum(sign * ms for ms, _, sign in terms)
+    floor = max(terms[:2], key=lambda t: t[0])
+    if combined < floor[0]:  # the estimate would fall below a component known to be in it
+        used, combined = [floor], floor[0]
     else:
-        res = stats.ttest_1samp(means, 0.0)
-        interval = res.confidence_interval(0.95)
-        p, ci = float(res.pvalue), (float(interval.low), float(interval.high))
-    sizes = np.array([len(g) for g in groups], float)
-    total = sizes.sum()
-    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / max(total - k, 1)
-    between = float((sizes * (means - d.mean()) ** 2).sum() / (k - 1))
-    n0 = (total - (sizes ** 2).sum() / total) / (k - 1)
-    tau2 = max(0.0, (between - within) / n0)
-    share = tau2 / (tau2 + within) if tau2 + within > 0 else 0.0
-    return NestedTest(p, f"t-test over {k} search means (df {k - 1})", mean, ci, float(share))
+        used = terms
+    variance = combined / (k * n)
+    tiny = (step or TOLERANCE) ** 2
+    method = f"search x seed t-test, {k} x {n}, Satterthwaite df"
+    if variance <= tiny:
+        p = wilcoxon(cols, np.zeros(n), step or None)[1]
+        ci = (mean, mean)
+        method = f"Wilcoxon of the {n} per-seed means (no variance between searches or seeds)"
+    else:
+        df = combined ** 2 / sum(ms ** 2 / dof for ms, dof, _ in used)
+        se = math.sqrt(variance)
+        p = float(2 * stats.t.sf(abs(mean) / se, df))
+        half = float(stats.t.ppf(0.975, df)) * se
+        ci = (mean - half, mean + half)
+        method = method.replace("Satterthwaite df", f"Satterthwaite df {df:.1f}")
+    share = math.nan
+    if n > 1:
+        ms_a, ms_b, ms_e = (t[0] for t in terms)
+        search_var, seed_var = max(0.0, (ms_a - ms_e) / n), max(0.0, (ms_b - ms_e) / k)
+        total = search_var + seed_var + ms_e
+        share = search_var / total if total > 0 else 0.0
+    return SearchSeedTest(p, method, mean, ci, share, int(full.shape[1] - n))
 
 
 ROPE_SAMPLES = 20000

@@ -1,14 +1,14 @@
-"""Verdicts over several searches (``repeats.search_seeds``): the nested test keeps its
-false-positive rate at alpha when the searches themselves differ (search-level noise) as well as
-the seeds, where a test of all pairs as independent does not; its figures are scipy's and
-statsmodels'; each search's own verdict and the robustness count; the spec's checks; and a real
-study with two search seeds (separate searches, repeats of each, resumable, compared)."""
+"""Verdicts over several searches (``repeats.search_seeds``): the search x seed test keeps its
+false-positive rate at alpha when the searches differ (search-level noise), when the seeds move
+every search alike (seed-level noise) and when both do, where a test of all pairs as independent,
+or of the search means alone, does not; its special cases are scipy's t-tests; each search's own
+verdict and the robustness count; the spec's checks; and a real study with two search seeds
+(separate searches, repeats of each, resumable, compared)."""
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
 from mlflow import MlflowClient
 from scipy import stats
 
@@ -19,64 +19,101 @@ from study.report import run_compare
 from study.results import repeat_table
 from study.search import run_search
 from study.spec import load_spec
-from study.stats import compare, nested_test
+from study.stats import compare, search_seed_test
 
 ALPHA = 0.05
 
 
-def simulate_aa(rng, searches: int, seeds: int, tau: float, noise: str) -> tuple[np.ndarray, np.ndarray]:
-    """Paired differences of two equally good strategies: each search chooses each strategy's config
-    (its quality a normal draw, SD ``tau``), each seed adds noise of the kind named (SD about 1)."""
-    u = rng.normal(0, tau, (searches, 2))
+def simulate_aa(rng, searches: int, seeds: int, tau: float, shared: float, noise: str,
+                scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paired differences of two equally good strategies, every search repeated over the same seeds:
+    each search chooses each strategy's config (the difference's search term, SD ``tau``), each seed
+    moves the difference the same way in every search (SD ``shared``: the same initial weights, data
+    order and split), and each (search, seed) run adds noise of the kind named (SD about ``scale``)."""
+    u = rng.normal(0, tau, (searches, 1))
+    v = rng.normal(0, shared, (1, seeds))
     if noise == "normal":
-        e = rng.normal(0, 1, (searches, seeds, 2))
+        e = rng.normal(0, scale, (searches, seeds))
     elif noise == "heavy":  # Student t, 3 degrees of freedom
-        e = rng.standard_t(3, (searches, seeds, 2))
-    else:  # sensitivity on 12 positives: a discrete proportion
-        e = rng.binomial(12, 0.5, (searches, seeds, 2)) / 12 * 4
-    values = u[:, None, :] + e
-    return (values[..., 0] - values[..., 1]).ravel(), np.repeat(np.arange(searches), seeds)
+        e = scale * rng.standard_t(3, (searches, seeds))
+    else:  # sensitivity on 12 positives of each of two runs: a discrete proportion
+        e = (rng.binomial(12, 0.5, (searches, seeds)) - rng.binomial(12, 0.5, (searches, seeds))) / 12 * 4 * scale
+    d = (u + v + e).ravel()
+    return d, np.repeat(np.arange(searches), seeds), np.tile(np.arange(seeds), searches)
 
 
-@pytest.mark.parametrize("tau, noise", [(0.0, "normal"), (1.0, "normal"), (3.0, "heavy"), (1.0, "discrete")])
-def test_the_nested_test_keeps_its_false_positive_rate_under_search_and_seed_noise(tau, noise):
+SCENARIOS = [  # (search SD, shared seed SD, noise, noise SD)
+    (0.0, 0.0, "normal", 1.0),
+    (1.0, 0.0, "normal", 1.0),   # the searches chose differently
+    (0.0, 1.0, "normal", 1.0),   # the seeds move every search alike
+    (0.0, 1.0, "normal", 0.0),   # every search chose the same configs: identical rows
+    (1.0, 0.5, "heavy", 1.0),
+    (0.5, 0.5, "discrete", 1.0),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # scipy's, on the identical search means
+@pytest.mark.parametrize("tau, shared, noise, scale", SCENARIOS)
+def test_the_search_seed_test_keeps_its_false_positive_rate(tau, shared, noise, scale):
     rng = np.random.default_rng(7)
     sims = 1000
-    nested = pooled = 0
+    ours = pooled = search_means = 0
     for _ in range(sims):
-        d, blocks = simulate_aa(rng, 3, 10, tau, noise)
-        nested += nested_test(d, blocks).p_value < ALPHA
+        d, searches, seeds = simulate_aa(rng, 3, 8, tau, shared, noise, scale)
+        ours += search_seed_test(d, searches, seeds).p_value < ALPHA
         pooled += stats.wilcoxon(d).pvalue < ALPHA
-    rate, margin = nested / sims, 3 * np.sqrt(ALPHA * (1 - ALPHA) / sims)  # 3 Monte Carlo SEs
-    assert rate <= ALPHA + margin, (tau, noise, rate)
-    if tau >= 1:  # the simulation has teeth: all pairs as independent finds differences that are not there
+        search_means += stats.ttest_1samp(d.reshape(3, 8).mean(1), 0).pvalue < ALPHA
+    rate, margin = ours / sims, 3 * np.sqrt(ALPHA * (1 - ALPHA) / sims)  # 3 Monte Carlo SEs
+    assert rate <= ALPHA + margin, (tau, shared, noise, rate)
+    # the simulation has teeth: all pairs as independent, or the search means alone, find differences
+    # that are not there when the searches (resp. the seeds) add a variance of their own
+    if tau >= 1:
         assert pooled / sims > 3 * ALPHA, pooled / sims
+    if shared >= 1:
+        assert search_means / sims > 2 * ALPHA, search_means / sims
 
 
-def test_the_nested_test_finds_an_effect_the_searches_agree_on():
+def test_the_search_seed_test_finds_an_effect_the_searches_agree_on():
     rng = np.random.default_rng(3)
     found = 0
     for _ in range(300):
-        d, blocks = simulate_aa(rng, 3, 10, 0.3, "normal")
-        found += nested_test(d + 3.0, blocks).p_value < ALPHA
+        d, searches, seeds = simulate_aa(rng, 3, 8, 0.3, 0.3, "normal")
+        found += search_seed_test(d + 1.5, searches, seeds).p_value < ALPHA
     assert found / 300 > 0.8
 
 
-def test_nested_figures_are_scipys_and_statsmodels():
+def test_its_special_cases_are_scipys_t_tests():
     rng = np.random.default_rng(0)
-    blocks = np.repeat([4, 9, 2, 7], 12)
-    d = rng.normal(0.2, 1, 48) + np.repeat(rng.normal(0, 0.8, 4), 12)
-    test = nested_test(d, blocks)
-    means = [d[blocks == k].mean() for k in (4, 9, 2, 7)]
-    reference = stats.ttest_1samp(means, 0)
-    assert test.p_value == pytest.approx(reference.pvalue) and test.mean_diff == pytest.approx(np.mean(means))
+    # one seed per search: the one-sample t-test of the search means (K - 1 df)
+    d = rng.normal(0.5, 1, 4)
+    test = search_seed_test(d, np.array([4, 9, 2, 7]), np.zeros(4, int))
+    reference = stats.ttest_1samp(d, 0)
+    assert test.p_value == pytest.approx(reference.pvalue) and test.mean_diff == pytest.approx(d.mean())
     assert test.ci == pytest.approx(tuple(reference.confidence_interval(0.95)))
-    assert test.method == "t-test over 4 search means (df 3)"
-    # the between-search share: the balanced random-intercept model's REML variance components
-    fit = smf.mixedlm("d ~ 1", pd.DataFrame({"d": d, "search": blocks}), groups="search").fit(reml=True)
-    tau2, sigma2 = float(fit.cov_re.iloc[0, 0]), float(fit.scale)
-    assert test.search_share == pytest.approx(tau2 / (tau2 + sigma2), rel=1e-3)
-    assert nested_test(np.zeros(6), np.repeat([0, 1], 3)).p_value == 1.0
+    assert "Satterthwaite df 3.0" in test.method and np.isnan(test.search_share)
+    # identical searches (the same configs chosen): the paired t-test over the seeds (n - 1 df)
+    row = rng.normal(0.3, 1, 6)
+    test = search_seed_test(np.tile(row, 3), np.repeat([0, 1, 2], 6), np.tile(np.arange(6), 3))
+    assert test.p_value == pytest.approx(stats.ttest_1samp(row, 0).pvalue)
+    assert test.search_share == pytest.approx(0, abs=1e-12)
+    assert "Satterthwaite df 5.0" in test.method
+    # no variance at all: the exact Wilcoxon of the per-seed means; nothing: p = 1
+    test = search_seed_test(np.full(12, 0.25), np.repeat([0, 1], 6), np.tile(np.arange(6), 2), 1e-9)
+    assert test.p_value == pytest.approx(2 / 2**6) and test.method.startswith("Wilcoxon of the 6 per-seed means")
+    assert search_seed_test(np.zeros(6), np.repeat([0, 1], 3), np.tile([0, 1, 2], 2), 1e-9).p_value == 1.0
+    # a seed missing from one search is left out of the grid, and counted
+    test = search_seed_test(np.arange(5.0), np.array([0, 0, 0, 1, 1]), np.array([1, 2, 3, 1, 2]))
+    assert test.seeds_left_out == 1 and test.mean_diff == pytest.approx(np.mean([0, 1, 3, 4]))
+
+
+def test_the_variance_components_are_the_anova_estimates():
+    # a search x seed grid built from known effects: search +-1, seed pattern, no interaction
+    searches, seeds = np.repeat([0, 1], 4), np.tile(np.arange(4), 2)
+    d = np.array([1, 1, 1, 1, -1, -1, -1, -1], float) + np.tile([0.5, -0.5, 0.25, -0.25], 2)
+    test = search_seed_test(d, searches, seeds)
+    # MS_search = 4 * (1 + 1) / 1 = 8, MS_error = 0 -> sigma_u^2 = 8 / 4 = 2; MS_seed = 2 * 0.625 / 3
+    seed_var = (2 * 0.625 / 3) / 2
+    assert test.search_share == pytest.approx(2 / (2 + seed_var))
 
 
 def nested_table(shifts: dict[int, float], seeds: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -95,7 +132,7 @@ def test_compare_reports_each_searchs_own_verdict_and_the_robustness_count():
     table = nested_table({0: 0.20, 1: 0.15, 2: 0.0})
     rep = compare(table, "test/sensitivity", "control")
     new = next(c for c in rep.comparisons if c.strategy == "new")
-    assert new.searches == 3 and new.n == 30 and new.method == "t-test over 3 search means (df 2)"
+    assert new.searches == 3 and new.n == 30 and new.method == "search x seed t-test, 3 x 10, Satterthwaite df 2.0"
     assert new.search_standings == ["search seed 0: better", "search seed 1: better", "search seed 2: not significant"]
     # two searches alone find it better, one does not; the nested test cannot rule the third out
     assert not new.significant and new.search_agree == 1
@@ -177,7 +214,7 @@ def test_a_study_with_two_search_seeds(ray_local, tiny_spec_file):
     summary = run_compare(spec)
     assert summary["search_seeds"] == [0, 5] and summary["seeds"] == 3
     (c,) = summary["comparisons"]["test/sensitivity"]
-    assert c["searches"] == 2 and c["n"] == 6 and c["method"] == "t-test over 2 search means (df 1)"
+    assert c["searches"] == 2 and c["n"] == 6 and c["method"].startswith("search x seed t-test, 2 x 3, Satterthwaite df ")
     assert len(c["search_standings"]) == 2 and "searches alone give the same verdict" in c["verdict"]
     page = open(summary["report_html"]).read()
     assert "<h2>Search variance</h2>" in page and "<th>search seed 5</th>" in page and "<th>spread</th>" in page
