@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     runp.add_argument("spec")
     runp.add_argument("--resume", action="store_true",
                       help="continue an interrupted study (starts it if there is nothing to resume)")
-    runp.add_argument("--fresh", action="store_true", help="delete this study's previous search first")
+    runp.add_argument("--fresh", action="store_true",
+                      help="delete this study's previous searches, and the repeats of their configs, first")
     runp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a spec value, e.g. --set search.samples_per_strategy=2")
     runp.add_argument("--search-only", action="store_true", help="stop after the search phase")

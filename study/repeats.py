@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pyarrow.fs
 from ray import tune
 
 from trainables.data import ImageArrays, load_arrays
@@ -61,6 +62,17 @@ def run_repeats(spec: StudySpec, resume: bool = False, arrays: ImageArrays | Non
     write_json(plan_path, plan | {"done": True})
     for parent in parents.values():
         tracker.finish(parent)
+
+
+def reset_repeats(spec: StudySpec, tracker: StudyTracker) -> None:
+    """Drop the study's repeat runs, grids and plan: they repeated the configs of a search that
+    ``--fresh`` replaces, so none of them may pair with the new search's."""
+    for run in tracker.find_runs(phase=REPEAT):
+        tracker.client.delete_run(run.info.run_id)
+    fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec, REPEAT))
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(path)
+    repeat_plan_file(spec).unlink(missing_ok=True)
 
 
 def _missing(spec: StudySpec, tracker: StudyTracker, delete_unfinished: bool = False) -> list[tuple[str, int, int]]:

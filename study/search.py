@@ -28,6 +28,7 @@ from .layout import (
 from .pareto import pareto_indices
 from .preflight import check_data
 from .progress import Progress
+from .repeats import reset_repeats
 from .results import describe_changes, recorded_spec, search_changes
 from .runtime import PhaseRunner, experiment_results, finished, trial_slots
 from .spec import StudySpec
@@ -100,7 +101,8 @@ def summarise(results, spec: StudySpec, strategy: str) -> dict:
 
 
 def _reset(spec: StudySpec, tracker: StudyTracker, phase: str) -> None:
-    """``--fresh``: drop one search's previous results, Optuna studies and MLflow runs."""
+    """``--fresh``: drop one search's previous results, Optuna studies and MLflow runs (and
+    :func:`run_search` the repeats of every search)."""
     fs, path = pyarrow.fs.FileSystem.from_uri(tune_storage(spec, phase))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(path)
@@ -128,6 +130,8 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
         print(note, file=sys.stderr)
     tracker = StudyTracker.of(spec)
     phases = {k: spec.search_phase(k) for k in spec.search_seeds}
+    if fresh:
+        reset_repeats(spec, tracker)
     experiments = {k: _plan(spec, tracker, resume, fresh, phase) for k, phase in phases.items()}
     arrays = arrays if arrays is not None else load_arrays(spec.data)
     check_data(spec, arrays)

@@ -7,7 +7,7 @@ from conftest import free_port
 from mlflow import MlflowClient
 
 from study.errors import StudyError, TrackingError
-from study.layout import optuna_storage_uri, study_dir
+from study.layout import optuna_storage_uri, repeat_plan_file, study_dir
 from study.search import run_search
 from study.spec import load_spec
 
@@ -101,14 +101,21 @@ def test_unreachable_tracking_server_is_one_error_before_any_work(tiny_spec_file
 def test_fresh_replaces_the_previous_search(ray_local, tiny_spec_file):
     spec = load_spec(tiny_spec_file(name="again", samples=1))
     run_search(spec)
-    first = MlflowClient(spec.tracking.uri).search_runs(
-        [MlflowClient(spec.tracking.uri).get_experiment_by_name("again").experiment_id])
+    client = MlflowClient(spec.tracking.uri)
+    experiment = client.get_experiment_by_name("again").experiment_id
+    first = client.search_runs([experiment])
+    # a repeat of the first search's config: the fresh search's configs must not pair with it
+    stale = client.create_run(experiment, tags={"study": "again", "phase": "repeat", "strategy": "control",
+                                                "seed": "100", "trial_id": "old"}).info.run_id
+    client.set_terminated(stale)
+    repeat_plan_file(spec).write_text('{"runs": 1, "name": "repeat-1", "done": true, "pairs": []}')
     (summary,) = run_search(spec, fresh=True).values()
     assert all(p["trials"] == 1 for p in summary["strategies"].values())
     client = MlflowClient(spec.tracking.uri)
     live = client.search_runs([client.get_experiment_by_name("again").experiment_id])
     assert len(live) == len(first) == 4  # two parents, two trials; the first search's runs are deleted
     assert not {r.info.run_id for r in live} & {r.info.run_id for r in first}
+    assert client.get_run(stale).info.lifecycle_stage == "deleted" and not repeat_plan_file(spec).exists()
     studies = optuna.get_all_study_summaries(optuna_storage_uri(spec))
     assert {s.study_name: s.n_trials for s in studies} == {"again.control.search": 1, "again.upsample.search": 1}
 
