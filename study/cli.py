@@ -138,7 +138,7 @@ def _print_ui_hint(uri: str) -> None:
 
 def _print_compare(summary: dict, spec) -> None:
     searches = summary.get("search_seeds", [])
-    nested = f" x {len(searches)} searches (nested test)" if len(searches) > 1 else ""
+    nested = f" x {len(searches)} searches (search x seed test)" if len(searches) > 1 else ""
     print(f"\ncompare ({summary['seeds']} paired seeds{nested}, baseline {summary['baseline']}, "
           f"{spec.repeats.use} epoch, Holm per metric):")
     shown = [m for m in ("test/sensitivity", "test/ppv", "test/balanced_accuracy") if m in summary["verdicts"]]

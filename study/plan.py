@@ -127,6 +127,6 @@ def describe(frame: pd.DataFrame, power: float, alpha: float) -> str:
                   "that share reaches the target power; simulated by resampling the pilot's paired differences by "
                   "seed (smoothed bootstrap), the minimum-effect column with each comparison's differences shifted "
                   "to that median. Medians are in the metric's units. With several search seeds the pilot is the "
-                  "repeats of search.seed's search, and the plan is for a study of one search: the nested test of "
-                  "several searches gains power mostly from more searches.*", ""]
+                  "repeats of search.seed's search, and the plan is for a study of one search (the search x seed "
+                  "test's power depends on the number of searches and on how differently they choose, too).*", ""]
     return "\n".join(lines)

@@ -335,13 +335,13 @@ COMPARISON_NOTE = ("Median difference: of the paired seeds' values, strategy min
                    "strategy is better, ties counting half. Seeds not tied: those whose difference is not "
                    "zero (within 1e-9 of the metric's scale).")
 
-NESTED_COLUMNS = {"strategy": "strategy", "baseline": "against", "searches": "searches", "n": "pairs",
+SEARCH_SEED_COLUMNS = {"strategy": "strategy", "baseline": "against", "searches": "searches", "n": "pairs",
                   "mean_diff": "mean difference", "ci_low": "95% CI low", "ci_high": "95% CI high",
                   "median_diff": "median difference", "p_value": "p", "p_holm": "p (Holm)",
                   "significant": "significant", "search_agree": "searches agreeing",
                   "search_share": "between-search variance", "rank_biserial": "effect r",
                   "p_improvement": "P(better)", "method": "test"}
-NESTED_NOTE = ("Pairs: (search seed, seed). Mean difference: strategy minus the one it is compared against, the "
+SEARCH_SEED_NOTE = ("Pairs: (search seed, seed). Mean difference: strategy minus the one it is compared against, the "
                "mean over all pairs, with its 95% t interval; median difference: over all pairs. p: the search x seed "
                "test. Every search's best configs were repeated over the same seeds, so a difference has a part "
                "from its search (the configs that search chose), a part from its seed (the same initial weights, "
@@ -435,8 +435,8 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                    ("list", [c.verdict for c in rep.comparisons])]
         frame = rep.comparisons_frame()
         if not frame.empty:
-            columns = (NESTED_COLUMNS if nested else COMPARISON) | (ROPE_COLUMNS if spec.compare.rope else {})
-            note = (NESTED_NOTE if nested else COMPARISON_NOTE) + (
+            columns = (SEARCH_SEED_COLUMNS if nested else COMPARISON) | (ROPE_COLUMNS if spec.compare.rope else {})
+            note = (SEARCH_SEED_NOTE if nested else COMPARISON_NOTE) + (
                 ROPE_NOTE.format(rope=spec.compare.rope) + (" With several searches it takes each search's mean "
                                                             "over its seeds." if nested else "")
                 if spec.compare.rope else "")

@@ -451,13 +451,13 @@ def _verdict(c: Comparison, scale: float, unit: str, higher_is_better: bool, alp
     claim = "significant" if c.significant else "not significant"
     direction = "better" if better or c.estimate == 0 else "worse"
     seeds = f"{c.n} seed" if c.n == 1 else f"{c.n} seeds"
-    robust = ""
+    robust, claim = "", f"{claim} at {alpha}"
     if c.searches > 1:
         claim, seeds = f"{claim}; {c.method}", f"{c.n} (search, seed) pairs"
         robust = (f"; {c.search_agree} of {c.searches} searches alone give the same verdict ({c.standing}); "
                   f"{c.search_share:.0%} of the variance between searches")
     rope = "" if math.isnan(c.rope) else f"; Bayesian signed-rank: {rope_phrase(c, scale, unit)}"
-    return (f"{c.strategy} {move} vs {c.baseline}, p_holm = {c.p_holm:.3g} ({claim} at {alpha}), "
+    return (f"{c.strategy} {move} vs {c.baseline}, p_holm = {c.p_holm:.3g} ({claim}), "
             f"{c.wins} of {seeds} better" + (f", {c.zeros} tied" if c.zeros else "")
             + ("" if direction == "better" else " (worse)") + robust + rope)
 
