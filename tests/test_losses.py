@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from trainables.config import parse_config
 from trainables.errors import ConfigError
 from trainables.strategies import LOSSES
-from trainables.strategies.losses import LossOptions
+from trainables.strategies.drw import drw_epoch
+from trainables.strategies.losses import LossOptions, ldam_margins
 from trainables.train import run
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
@@ -70,3 +71,40 @@ def test_every_loss_trains_a_model(tiny_config, name):
 def test_bad_loss_option_names_the_field(tiny_config):
     with pytest.raises(ConfigError, match="loss_options.beta: Input should be less than 1"):
         parse_config(tiny_config | {"loss": "class_balanced", "loss_options": {"beta": 1.0}})
+
+
+def test_ldam_margins_and_loss_match_the_hand_computed_values():
+    # n^(-1/4) for [10, 60, 30] = [0.562341, 0.359304, 0.427287], scaled so the largest is 0.5
+    margins = ldam_margins(COUNTS, 0.5)
+    assert margins.tolist() == pytest.approx([0.5, 0.319472, 0.379918], abs=1e-6)
+    # true-class logits lowered by their margins (2 - 0.5, 0 - 0.379918), x 30, then cross entropy:
+    # sample 1: 30 * [1.5, 0, -1] -> -log softmax_0 = log(1 + e^-45 + e^-75) ~ 2.86e-20
+    # sample 2: 30 * [0.5, 1.5, -0.379918] -> -log softmax_2 = 45 + 11.39754 + log(1 + e^-30 + e^-56.39754)
+    expected = (0.0 + (45.0 + 30 * 0.379918 + math.log1p(math.exp(-30.0)))) / 2
+    assert value("ldam") == pytest.approx(expected, abs=1e-4)
+    # no margins at scale 1: cross entropy
+    assert value("ldam", max_margin=1e-12, scale=1.0) == pytest.approx(F.cross_entropy(LOGITS, TARGETS).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("start, epochs, switch", [(0.8, 200, 160), (0.8, 6, 5), (0.5, 2, 1), (0.01, 10, 1),
+                                                   (0.99, 10, 9)])
+def test_drw_switches_at_its_fraction_of_the_epochs(start, epochs, switch):
+    assert drw_epoch(start, epochs) == switch
+
+
+def test_drw_weighs_the_loss_from_its_switch_epoch(tiny_config):
+    seen = []
+    run(tiny_config | {"strategy": "ldam_drw", "epochs": 3}, lambda m, c: seen.append(m))
+    assert [m["train/drw"] for m in seen] == [0.0, 0.0, 1.0]  # round(0.8 x 3) = 2 plain epochs
+    cfg = parse_config(tiny_config | {"strategy": "ldam_drw"})
+    assert cfg.loss == "ldam" and cfg.loss_options.beta == 0.9999 and cfg.loss_options.drw_start == 0.8
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"loss": "class_weighted", "loss_options": {"drw_start": 0.5}}, "loss 'class_weighted' weighs by class already"),
+    ({"loss": "ldam", "loss_options": {"drw_start": 0.5}, "epochs": 1}, "needs at least 2 epochs"),
+    ({"loss": "ce", "loss_options": {"drw_start": 1.0}}, "loss_options.drw_start: Input should be less than 1"),
+])
+def test_drw_refuses_what_it_cannot_do(tiny_config, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(tiny_config | extra)

@@ -1,7 +1,7 @@
 """Losses: ``factory(class_counts, options) -> loss_fn(logits, targets, sample_weight=None)``.
 
-``options`` is the trial's :class:`LossOptions` (``gamma``, ``beta``, ``tau``);
-each loss reads the knobs it needs. ``sample_weight`` is the per-sample weights hook (one weight
+``options`` is the trial's :class:`LossOptions` (``gamma``, ``beta``, ``tau``, ``max_margin``,
+``scale``, ``drw_start``); each loss reads the knobs it needs. ``sample_weight`` is the per-sample weights hook (one weight
 per sample in the batch, e.g. from VaB-AL). Weighted losses are normalised like PyTorch's weighted
 cross entropy: ``sum(w_i * l_i) / sum(w_i)``, with ``w_i`` = class weight x sample weight.
 """
@@ -22,6 +22,11 @@ class LossOptions(StrictModel):
     gamma: float = Field(2.0, ge=0)         # focal
     beta: float = Field(0.999, ge=0, lt=1)  # class_balanced (effective number of samples)
     tau: float = Field(1.0, ge=0)           # logit_adjusted
+    max_margin: float = Field(0.5, gt=0)    # ldam: the rarest class's margin
+    scale: float = Field(30.0, gt=0)        # ldam: logit scale s
+    # DRW (deferred re-weighting, Cao et al. 2019): from this fraction of the epochs on, the loss weighs
+    # each sample by its class's effective-number weight (``beta``); None: no re-weighting
+    drw_start: float | None = Field(None, gt=0, lt=1)
 
 
 LossFn = Callable[..., torch.Tensor]
@@ -139,3 +144,27 @@ def balanced_softmax(class_counts: torch.Tensor, options: LossOptions) -> LossFn
     """Balanced softmax (Ren et al. 2020): softmax over ``logits + log count``, which equals the
     logit-adjusted loss with tau = 1 (log prior and log count differ by a constant per sample)."""
     return _prior_adjusted(class_counts, 1.0)
+
+
+def ldam_margins(class_counts: torch.Tensor, max_margin: float) -> torch.Tensor:
+    """LDAM's per-class margins (Cao et al. 2019, eq. 12): proportional to n_c^(-1/4), the largest
+    (the rarest class's) ``max_margin``; an absent class counts as 1 sample. float32 ``[classes]``."""
+    margins = class_counts.double().clamp(min=1).pow(-0.25)
+    return (margins * (max_margin / margins.max())).float()
+
+
+@LOSSES.register("ldam")
+def ldam(class_counts: torch.Tensor, options: LossOptions) -> LossFn:
+    """Label-distribution-aware margin loss (Cao et al. 2019, "Learning Imbalanced Datasets with
+    Label-Distribution-Aware Margin Loss"): cross entropy of ``scale * (logits - m_y e_y)``, the true
+    class's logit lowered by its margin (:func:`ldam_margins`), as the authors' code and the LongTailCXR
+    benchmark (Holste et al. 2022) compute it on a plain linear head (``scale`` 30). With
+    ``loss_options.drw_start`` it is LDAM-DRW."""
+    margins, scale = ldam_margins(class_counts, options.max_margin), options.scale
+
+    def loss(logits, targets, sample_weight=None):
+        margin = margins.to(logits.device)[targets].to(logits.dtype)
+        shifted = logits.scatter_add(1, targets[:, None], -margin[:, None])
+        return weighted_cross_entropy(scale * shifted, targets, None, sample_weight)
+
+    return loss

@@ -21,6 +21,11 @@ for _name, _loss in {"focal": "focal", "class_balanced_loss": "class_balanced",
                      "logit_adjusted": "logit_adjusted", "balanced_softmax": "balanced_softmax"}.items():
     PRESETS.register(_name)({"augment": "none", "sampler": "uniform", "loss": _loss})
 
+# LDAM-DRW (Cao et al. 2019), as the LongTailCXR benchmark runs it (Holste et al. 2022): LDAM from the
+# start, effective-number class weights (beta 0.9999) for the last 20% of the epochs.
+PRESETS.register("ldam_drw")({"augment": "none", "sampler": "uniform", "loss": "ldam",
+                              "loss_options": {"drw_start": 0.8, "beta": 0.9999}})
+
 # Report 004's learning-rate policies (ResNet50): constant 5e-4; one-cycle with weight decay 1e-4
 # and gradient clipping 0.1 (its max_lr is ``lr``); ReduceLROnPlateau from 1e-3 (factor 0.15) and
 # from 2e-4 (factor 0.7), patience 2 on the validation loss; plus cosine with one warm-up epoch.
