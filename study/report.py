@@ -399,7 +399,7 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                   f"config of each search repeated over the same {plural(n, 'seed')}: pairs are (search seed, seed); "
                   f"test split, {epoch}; baseline {spec.compare.baseline}; the search x seed test (random effects: "
                   f"the search and the seed both count), Holm-corrected per metric, alpha {spec.compare.alpha}.")
-        summary_note = ("Mean paired difference against the baseline over the searches [95% t interval] and "
+        summary_note = ("Mean paired difference against the baseline over all (search, seed) pairs [95% t interval] and "
                         "Holm-corrected p of the search x seed test; * marks a significant difference (green: better, red: "
                         "worse). Proportions are in points (x100).")
     blocks: list[tuple] = [
