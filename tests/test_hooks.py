@@ -12,7 +12,9 @@ from trainables.train import run
 # A config that uses each hook; a new hook without an entry here fails test_every_hook_has_a_config.
 USES = {
     "cascade": {"strategy": "cascade"},
+    "balanced_mixup": {"strategy": "balanced_mixup"},
     "drw": {"strategy": "ldam_drw"},
+    "mixup": {"strategy": "mixup"},
     "ssl": {"init": "ssl", "ssl": {"epochs": 1, "batch_size": 32, "dim": 8}},
     "vabal": {"strategy": "vabal_both", "vabal": {"refresh_every": 1, "mc_samples": 10, "vae_epochs": 1}},
 }

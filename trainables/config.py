@@ -27,6 +27,7 @@ from .strategies.freeze import check_freeze
 from .strategies.initial_weights import check_init_path
 from .strategies.losses import LossOptions
 from .strategies.lr_policies import LROptions, check_lr_policy
+from .strategies.mixup import MixupConfig
 from .strategies.vabal import VabalConfig
 
 
@@ -57,6 +58,7 @@ class TrialConfig(StrictModel):
     loss_options: LossOptions = LossOptions()
     augment: str = "none"
     vabal: VabalConfig | None = None
+    mixup: MixupConfig | None = None
     tta: int = Field(0, ge=0)
     tta_augment: str = "standard"
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -8,8 +8,10 @@ Most strategies are one value in one dimension (a sampler, a loss, ...). A strat
 1. ``initial_weights(arrays, device)``: before the network is built; a weights file for ``init``;
 2. ``network(class_names, build)``: the trial's network, if the hook makes it;
 3. ``setup(state)``: once the trial state (model, optimiser, data on the device) exists;
-4. ``epoch_start(state)`` before each training pass, ``epoch_end(state)`` after each validation
-   (it returns metrics to report with that epoch);
+4. ``epoch_start(state)`` before each training pass, ``batch(state, x, targets)`` on each
+   augmented training batch (it may mix it: it returns the batch and the loss's targets, a list of
+   (weight, sample indices)), ``epoch_end(state)`` after each validation (it returns metrics to
+   report with that epoch);
 5. ``state_dict()`` / ``load_state_dict(state, saved)``: the hook's part of the checkpoint.
 
 ``validate(cfg)`` is called by the trial config for every registered hook, active or not: it checks
@@ -46,6 +48,8 @@ class LoopState(Protocol):
     sampler_weights: torch.Tensor | None  # float32 [N_train] on the CPU, read by the sampler
     loss_weights: torch.Tensor | None  # float32 [N_train] on the CPU, multiplied into the loss
 
+    def train_inputs(self, idx: torch.Tensor) -> torch.Tensor: ...
+
     def eval_inputs(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def autocast(self) -> Any: ...
@@ -79,6 +83,10 @@ class TrialHook:
 
     def epoch_start(self, state: LoopState) -> None:
         pass
+
+    def batch(self, state: LoopState, x: torch.Tensor, targets: list[tuple[float, torch.Tensor]]
+              ) -> tuple[torch.Tensor, list[tuple[float, torch.Tensor]]]:
+        return x, targets
 
     def epoch_end(self, state: LoopState) -> dict[str, float]:
         return {}

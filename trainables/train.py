@@ -119,6 +119,12 @@ class TrialState:
         x = (images - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
+    def train_inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training samples ``idx`` as augmented, normalised model input (the ``augment`` dimension,
+        drawing from the trial's augmentation stream)."""
+        images = self.splits["train"].images[idx].float().div_(255)
+        return self.inputs(AUGMENTS.get(self.cfg.augment)(images, self.cfg.data.image_size, self.aug_gen))
+
     def eval_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch as un-augmented (centre-cropped, normalised) model input."""
         return self.inputs(centre_crop(images.float().div_(255), self.cfg.data.image_size))
@@ -195,9 +201,9 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
 
 
 def train_one_epoch(t: TrialState) -> dict[str, float]:
-    """One pass over the sampler's order: batched device-side augmentation, one step per batch."""
+    """One pass over the sampler's order: batched device-side augmentation, one step per batch. A
+    hook may mix the batch (``batch``): the loss is then the weighted sum over the mixed targets."""
     cfg, train = t.cfg, t.splits["train"]
-    augment = AUGMENTS.get(cfg.augment)
     train_mode(t.model)
     order = t.epoch_order()
     weights = None if t.loss_weights is None else t.loss_weights.to(t.device)  # once per epoch
@@ -209,11 +215,15 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
         idx = order[i:i + cfg.batch_size]
         if len(idx) < 2:  # BatchNorm cannot train on a single sample; it is seen next epoch
             continue
-        x = t.inputs(augment(train.images[idx].float().div_(255), cfg.data.image_size, t.aug_gen))
+        x = t.train_inputs(idx)
         y = train.labels[idx]
+        targets = [(1.0, idx)]  # (weight, training samples whose labels the loss reads)
+        for hook in t.hooks:
+            x, targets = hook.batch(t, x, targets)
         with t.autocast():
             logits = t.model(x)
-        loss = t.loss_fn(logits.float(), y, sample_weight=None if weights is None else weights[idx])
+        loss = sum(w * t.loss_fn(logits.float(), train.labels[j], sample_weight=None if weights is None else weights[j])
+                   for w, j in targets)
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

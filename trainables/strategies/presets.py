@@ -26,6 +26,11 @@ for _name, _loss in {"focal": "focal", "class_balanced_loss": "class_balanced",
 PRESETS.register("ldam_drw")({"augment": "none", "sampler": "uniform", "loss": "ldam",
                               "loss_options": {"drw_start": 0.8, "beta": 0.9999}})
 
+# MixUp (Zhang et al. 2018) and Balanced-MixUp (Galdran et al. 2021), alpha 0.2 as LongTailCXR runs them.
+PRESETS.register("mixup")({"augment": "none", "sampler": "uniform", "loss": "ce", "mixup": {"alpha": 0.2}})
+PRESETS.register("balanced_mixup")({"augment": "none", "sampler": "uniform", "loss": "ce",
+                                    "mixup": {"alpha": 0.2, "balanced": True}})
+
 # Report 004's learning-rate policies (ResNet50): constant 5e-4; one-cycle with weight decay 1e-4
 # and gradient clipping 0.1 (its max_lr is ``lr``); ReduceLROnPlateau from 1e-3 (factor 0.15) and
 # from 2e-4 (factor 0.7), patience 2 on the validation loss; plus cosine with one warm-up epoch.
