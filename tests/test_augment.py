@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainables.data.augment import AUGMENTS, centre_crop
+from trainables.data.augment import AUGMENTS, REPORT_PIPELINES, centre_crop, elastic_field, zoom_step
 
 
 def batch(n=8, size=36):
@@ -20,7 +20,7 @@ def test_policy_shapes_range_and_seeded_stream(name):
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", [n for n in AUGMENTS.names() if n != "none"])
+@pytest.mark.parametrize("name", [n for n in AUGMENTS.names() if n != "none" and n not in REPORT_PIPELINES])
 def test_parameters_are_drawn_per_sample(name):
     out = AUGMENTS.get(name)(batch(), 32, torch.Generator().manual_seed(0))
     diffs = [(out[i] - out[0]).abs().mean().item() for i in range(1, 8)]
@@ -40,3 +40,36 @@ def test_standard_flips_about_half_of_the_samples():
     flipped = (out[..., 16:].mean((1, 2, 3)) > out[..., :16].mean((1, 2, 3))).float().mean()
     assert 0.4 < flipped < 0.6
 
+
+
+def test_report_baseline_is_the_centre_crop():
+    x = torch.rand(3, 1, 36, 36)
+    assert torch.equal(AUGMENTS.get("baseline")(x, 32, torch.Generator()), centre_crop(x, 32))
+
+
+@pytest.mark.parametrize("name, share", [("baseline_crop", 0.1), ("baseline_crop_distortion", 0.19),
+                                         ("baseline_crop_zoom", 0.19)])
+def test_report_pipelines_change_their_share_of_samples_each_differently(name, share):
+    """Each step applies with probability 0.1, drawn per sample (two steps: 1 - 0.9^2 = 0.19); the
+    samples left alone are the exact centre crop, the changed ones all differ from one another."""
+    x = batch(n=2000)
+    out = AUGMENTS.get(name)(x, 32, torch.Generator().manual_seed(1))
+    changed = (out - centre_crop(x, 32)).abs().amax((1, 2, 3)) > 1e-4
+    assert changed.float().mean().item() == pytest.approx(share, abs=0.03)
+    picked = out[changed][:40].flatten(1)
+    gaps = torch.cdist(picked, picked) + torch.eye(len(picked)) * 1e9
+    assert gaps.min() > 1e-4
+
+
+def test_distortion_fields_are_drawn_per_sample_on_a_10x10_grid():
+    field = elastic_field(2, 32, 36, torch.Generator().manual_seed(0), p=1.0)
+    assert field.shape == (2, 32, 32, 2) and not torch.equal(field[0], field[1])  # one field per sample
+    assert field.abs().max() <= 3 * 2 / 36 + 1e-6  # at most 3 px of the 36 px image
+    assert field[:, 0].abs().max() == field[:, -1].abs().max() == field[:, :, 0].abs().max() == 0  # the border stays
+
+
+def test_zoom_keeps_80_percent_of_the_area_inside_the_view():
+    half, centre = torch.full((500, 2), 0.9), torch.zeros(500, 2)
+    zoomed, moved = zoom_step(half, centre, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.allclose(zoomed, half * 0.8 ** 0.5)
+    assert (moved.abs() + zoomed <= half + 1e-6).all()  # the zoomed view stays inside the old one
