@@ -73,3 +73,11 @@ def test_zoom_keeps_80_percent_of_the_area_inside_the_view():
     zoomed, moved = zoom_step(half, centre, torch.Generator().manual_seed(0), p=1.0)
     assert torch.allclose(zoomed, half * 0.8 ** 0.5)
     assert (moved.abs() + zoomed <= half + 1e-6).all()  # the zoomed view stays inside the old one
+
+
+@pytest.mark.parametrize("name", ["baseline_crop", "baseline_crop_distortion", "baseline_crop_zoom"])
+def test_report_pipelines_leave_the_unchosen_samples_at_the_centre_crop_with_an_odd_margin(name):
+    x = torch.rand(200, 1, 35, 35)  # a margin of 3 px: centre_crop starts at pixel 1
+    out = AUGMENTS.get(name)(x, 32, torch.Generator().manual_seed(2))
+    same = (out - centre_crop(x, 32)).abs().amax((1, 2, 3)) < 1e-5
+    assert 0.7 < same.float().mean() < 0.95

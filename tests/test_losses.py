@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import parse_config
+from trainables.data import load_arrays
 from trainables.errors import ConfigError
 from trainables.strategies import LOSSES
 from trainables.strategies.drw import drw_epoch
-from trainables.strategies.losses import LossOptions, ldam_margins
-from trainables.train import run
+from trainables.strategies.losses import LossOptions, effective_number_weights, ldam_margins
+from trainables.train import build_trial, run
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
 TARGETS = torch.tensor([0, 2])
@@ -92,6 +93,19 @@ def test_drw_switches_at_its_fraction_of_the_epochs(start, epochs, switch):
     assert drw_epoch(start, epochs) == switch
 
 
+def test_drw_hands_the_loss_its_class_weights_from_the_switch_epoch(tiny_config):
+    cfg = parse_config(tiny_config | {"strategy": "ldam_drw", "epochs": 5, "device": "cpu"})
+    t = build_trial(cfg, load_arrays(cfg.data))
+    (hook,) = t.hooks
+    labels = t.splits["train"].labels.cpu()
+    expected = effective_number_weights(torch.bincount(labels, minlength=3), 0.9999)[labels]
+    for epoch in range(5):  # round(0.8 x 5) = 4 plain epochs
+        t.epoch = epoch
+        hook.epoch_start(t)
+        assert (t.loss_weights is None) == (epoch < 4)
+    assert torch.equal(t.loss_weights, expected) and expected.unique().numel() == 3
+
+
 def test_drw_weighs_the_loss_from_its_switch_epoch(tiny_config):
     seen = []
     run(tiny_config | {"strategy": "ldam_drw", "epochs": 3}, lambda m, c: seen.append(m))
@@ -101,7 +115,10 @@ def test_drw_weighs_the_loss_from_its_switch_epoch(tiny_config):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"loss": "class_weighted", "loss_options": {"drw_start": 0.5}}, "loss 'class_weighted' weighs by class already"),
+    ({"loss": "class_weighted", "loss_options": {"drw_start": 0.5}}, "loss 'class_weighted' re-balances the classes"),
+    ({"loss": "logit_adjusted", "loss_options": {"drw_start": 0.5}}, "loss 'logit_adjusted' re-balances the classes"),
+    ({"strategy": "ldam_drw", "sampler": "class_balanced"}, "sampler 'class_balanced' re-balances the classes"),
+    ({"strategy": "cascade", "loss": "ldam"}, "loss: 'ldam' sets margins on a linear head's logits"),
     ({"loss": "ldam", "loss_options": {"drw_start": 0.5}, "epochs": 1}, "needs at least 2 epochs"),
     ({"loss": "ce", "loss_options": {"drw_start": 1.0}}, "loss_options.drw_start: Input should be less than 1"),
 ])

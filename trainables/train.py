@@ -119,11 +119,11 @@ class TrialState:
         x = (images - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def train_inputs(self, idx: torch.Tensor) -> torch.Tensor:
+    def train_inputs(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Training samples ``idx`` as augmented, normalised model input (the ``augment`` dimension,
-        drawing from the trial's augmentation stream)."""
+        drawing from ``gen``, by default the trial's augmentation stream)."""
         images = self.splits["train"].images[idx].float().div_(255)
-        return self.inputs(AUGMENTS.get(self.cfg.augment)(images, self.cfg.data.image_size, self.aug_gen))
+        return self.inputs(AUGMENTS.get(self.cfg.augment)(images, self.cfg.data.image_size, gen or self.aug_gen))
 
     def eval_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch as un-augmented (centre-cropped, normalised) model input."""
@@ -208,7 +208,7 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
     order = t.epoch_order()
     weights = None if t.loss_weights is None else t.loss_weights.to(t.device)  # once per epoch
     loss_sum = torch.zeros((), device=t.device, dtype=torch.float64)
-    correct = torch.zeros((), device=t.device, dtype=torch.int64)
+    correct = torch.zeros((), device=t.device, dtype=torch.float64)  # weighted by the targets' weights
     seen = 0
     start = time.perf_counter()
     for i in range(0, len(order), cfg.batch_size):
@@ -216,7 +216,6 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
         if len(idx) < 2:  # BatchNorm cannot train on a single sample; it is seen next epoch
             continue
         x = t.train_inputs(idx)
-        y = train.labels[idx]
         targets = [(1.0, idx)]  # (weight, training samples whose labels the loss reads)
         for hook in t.hooks:
             x, targets = hook.batch(t, x, targets)
@@ -231,7 +230,8 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
         t.optimizer.step()
         t.policy.after_batch()
         loss_sum += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == y).sum()
+        predicted = logits.argmax(1)
+        correct += sum(w * (predicted == train.labels[j]).sum() for w, j in targets)
         seen += len(idx)
     mean_loss = float(loss_sum) / max(seen, 1)
     if not math.isfinite(mean_loss):

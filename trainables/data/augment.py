@@ -139,7 +139,8 @@ def _report_pipeline(x: torch.Tensor, size: int, gen: torch.Generator, zoom: boo
     n, load = len(x), x.shape[-1]
     half = torch.full((n, 2), size / load, device=x.device, dtype=x.dtype)
     half = centre_crop_step(half, gen)
-    centre = torch.zeros_like(half)
+    # the baseline view is centre_crop's exactly, also when load - size is odd
+    centre = torch.full_like(half, (2 * ((load - size) // 2) + size) / load - 1)
     if zoom:
         half, centre = zoom_step(half, centre, gen)
     field = elastic_field(n, size, load, gen).to(x.dtype) if distortion else None

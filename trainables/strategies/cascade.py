@@ -21,6 +21,13 @@ class CascadeHook(TrialHook):
     def active(cls, cfg: Any) -> bool:
         return cfg.cascade
 
+    @classmethod
+    def validate(cls, cfg: Any) -> None:
+        """The cascade outputs log-probabilities: LDAM's margins and scale are for a linear head's logits."""
+        if cfg.cascade and cfg.loss == "ldam":
+            raise ValueError("loss: 'ldam' sets margins on a linear head's logits; the cascade outputs "
+                             "log-probabilities: use another loss with cascade: true")
+
     def network(self, class_names: list[str], build: Callable[[int], nn.Module]) -> nn.Module:
         if len(class_names) < 3:
             raise ConfigError(f"cascade: needs 3 or more classes, the data have {class_names}")

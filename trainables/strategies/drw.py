@@ -13,7 +13,8 @@ import torch
 from ..hooks import LoopState, TrialHook, register_hook
 from .losses import effective_number_weights
 
-CLASS_WEIGHTED = ("class_weighted", "class_balanced")  # losses that weigh by class already
+BALANCED_LOSSES = ("class_weighted", "class_balanced", "logit_adjusted", "balanced_softmax")  # re-balance already
+BALANCED_SAMPLERS = ("class_balanced", "undersample")
 
 
 def drw_epoch(drw_start: float, epochs: int) -> int:
@@ -34,25 +35,31 @@ class DeferredReweighting(TrialHook):
 
     @classmethod
     def validate(cls, cfg: Any) -> None:
-        """DRW needs two epochs, a loss that does not weigh by class already, and the loss's
-        per-sample weights to itself (VaB-AL's loss weights use them too)."""
+        """DRW needs two epochs, a loss and a sampler that do not re-balance already (DRW defers the
+        re-balancing), and the loss's per-sample weights to itself (VaB-AL's loss weights use them too)."""
         if cfg.loss_options.drw_start is None:
             return
         if cfg.epochs < 2:
             raise ValueError("loss_options.drw_start: deferred re-weighting needs at least 2 epochs")
-        if cfg.loss in CLASS_WEIGHTED:
-            raise ValueError(f"loss_options.drw_start: loss {cfg.loss!r} weighs by class already; DRW defers "
-                             "that weighting: use it with ce, focal or ldam")
+        if cfg.loss in BALANCED_LOSSES:
+            raise ValueError(f"loss_options.drw_start: loss {cfg.loss!r} re-balances the classes already; DRW "
+                             "defers that: use it with ce, focal or ldam")
+        if cfg.sampler in BALANCED_SAMPLERS:
+            raise ValueError(f"loss_options.drw_start: sampler {cfg.sampler!r} re-balances the classes from the "
+                             "first epoch; DRW defers the re-balancing: use it with sampler uniform")
         if cfg.vabal is not None and cfg.vabal.in_loss:
             raise ValueError("loss_options.drw_start: VaB-AL's per-sample loss weights (vabal.use_for "
                              f"{cfg.vabal.use_for}) and DRW's cannot both weigh the loss")
 
+    def setup(self, state: LoopState) -> None:
+        labels = state.splits["train"].labels.cpu()
+        weights = effective_number_weights(torch.bincount(labels, minlength=len(state.class_names)),
+                                           self.cfg.loss_options.beta)
+        self.weights = weights[labels]  # float32 [N_train] on the CPU
+        self.switch = drw_epoch(self.cfg.loss_options.drw_start, self.cfg.epochs)
+
     def epoch_start(self, state: LoopState) -> None:
-        if state.epoch >= drw_epoch(self.cfg.loss_options.drw_start, self.cfg.epochs) and state.loss_weights is None:
-            labels = state.splits["train"].labels.cpu()
-            weights = effective_number_weights(torch.bincount(labels, minlength=len(state.class_names)),
-                                               self.cfg.loss_options.beta)
-            state.loss_weights = weights[labels]
+        state.loss_weights = self.weights if state.epoch >= self.switch else None
 
     def epoch_end(self, state: LoopState) -> dict[str, float]:
-        return {"train/drw": float(state.loss_weights is not None)}
+        return {"train/drw": float(state.epoch > self.switch)}  # the epoch just trained was re-weighted

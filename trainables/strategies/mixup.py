@@ -10,7 +10,8 @@ partner batch, and the loss with it (a hook at the ``batch`` point).
   x = (1 - lambda) x_instance + lambda x_balanced, the loss likewise.
 
 One lambda per batch, as both papers and the LongTailCXR benchmark draw it. Every draw comes from
-the hook's own generator, seeded from the trial's seed and saved in the checkpoint.
+the hook's own generators, seeded from the trial's seed and saved in the checkpoint (the balanced
+partners' augmentation too, so the instance batches see the same augmentation as without mixing).
 """
 from __future__ import annotations
 
@@ -54,15 +55,18 @@ class _Mixing(TrialHook):
         return cfg.mixup is not None and cfg.mixup.balanced == cls.balanced
 
     def setup(self, state: LoopState) -> None:
-        self.rng = np.random.default_rng(stream_seed(self.cfg.seed, "mixup"))
-        self.gen = torch.Generator().manual_seed(stream_seed(self.cfg.seed, "mixup"))
+        seed = stream_seed(self.cfg.seed, "mixup")
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator(device=state.device).manual_seed(stream_seed(self.cfg.seed, "mixup_augment"))
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "gen": self.gen.get_state()}
+        return {"rng": self.rng.bit_generator.state, "gen": self.gen.get_state(), "aug_gen": self.aug_gen.get_state()}
 
     def load_state_dict(self, state: LoopState, saved: dict) -> None:
         self.rng.bit_generator.state = saved["rng"]
         self.gen.set_state(saved["gen"].cpu())
+        self.aug_gen.set_state(saved["aug_gen"].cpu())
 
 
 @register_hook("mixup")
@@ -94,4 +98,4 @@ class BalancedMixUp(_Mixing):
     def batch(self, state: LoopState, x: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, Targets]:
         lam = float(self.rng.beta(self.cfg.mixup.alpha, 1.0))
         picked = self.partners(len(x)).to(x.device)
-        return mix(x, state.train_inputs(picked), targets, picked, 1.0 - lam)
+        return mix(x, state.train_inputs(picked, self.aug_gen), targets, picked, 1.0 - lam)
