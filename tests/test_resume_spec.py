@@ -90,7 +90,7 @@ def test_optuna_trials_left_running_by_a_hard_kill_are_reconciled(tiny_spec_file
     told, lost = study.ask({"lr": lr}), study.ask({"lr": lr})  # both RUNNING, as a kill leaves them
     ended = TrialResult({"val/balanced_accuracy": 0.71, "epoch": 3}, None, "/x",
                         {"strategy": "control", "trial": {"lr": told.params["lr"], "seed": 0}}, finished=True)
-    _reconcile_optuna(spec, [ended])
+    _reconcile_optuna(spec, [ended], "search")
     trials = optuna.load_study(study_name="reconcile.control.search", storage=optuna_storage(spec)).trials
     assert [(t.state.name, t.value) for t in trials] == [("COMPLETE", 0.71), ("FAIL", None)]
     assert lost.number == 1

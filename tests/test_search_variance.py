@@ -214,7 +214,9 @@ def test_a_study_with_two_search_seeds(ray_local, tiny_spec_file):
     summary = run_compare(spec)
     assert summary["search_seeds"] == [0, 5] and summary["seeds"] == 3
     (c,) = summary["comparisons"]["test/sensitivity"]
-    assert c["searches"] == 2 and c["n"] == 6 and c["method"].startswith("search x seed t-test, 2 x 3, Satterthwaite df ")
+    assert c["searches"] == 2 and c["n"] == 6
+    # one epoch on tiny data: the differences may all be equal (then the exact Wilcoxon of the seed means)
+    assert c["method"].startswith(("search x seed t-test, 2 x 3, Satterthwaite df ", "Wilcoxon of the 3 per-seed means"))
     assert len(c["search_standings"]) == 2 and "searches alone give the same verdict" in c["verdict"]
     page = open(summary["report_html"]).read()
     assert "<h2>Search variance</h2>" in page and "<th>search seed 5</th>" in page and "<th>spread</th>" in page
