@@ -83,8 +83,8 @@ def run_compare(spec: StudySpec) -> dict:
     reports = analyse(spec, long)
     strategies = [s for s in spec.strategies if s in set(long.strategy)]
     searches = sorted(set(long.search_seed))
-    # the figures and the discrimination section pair runs by seed: with several searches, search.seed's
-    shown = long[long.search_seed == (spec.search.seed if spec.search.seed in searches else searches[0])]
+    # the figures and the discrimination section pair runs by seed: with several searches, one search's
+    shown = long[long.search_seed == shown_search(spec, searches)]
     out = report_dir(spec)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -128,6 +128,11 @@ def run_compare(spec: StudySpec) -> dict:
     tracker.finish(run_id)
     summary["mlflow_run_id"] = run_id
     return summary
+
+
+def shown_search(spec: StudySpec, searches: list[int]) -> int:
+    """The search whose repeats the figures show: ``search.seed``'s, else the first with repeats."""
+    return spec.search.seed if spec.search.seed in searches else searches[0]
 
 
 @dataclass
@@ -411,7 +416,6 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
     if warnings:
         blocks.append(("warnings", warnings))
     if variance is not None:
-        shown = spec.search.seed if spec.search.seed in searches else searches[0]
         blocks += [
             ("h2", "Search variance"),
             ("p", f"Each search ran the same budget with its own Optuna sampler seed and search-trial seeds (Bouthillier "
@@ -419,7 +423,7 @@ def _blocks(spec: StudySpec, long: pd.DataFrame, reports: dict[str, MetricReport
                   "holds up when the searches agree; a 'not significant' with agreeing searches means the effect is "
                   "smaller than the noise of these seeds and searches, not that there is none (compare.rope tells "
                   "whether it is practically nil). The figures and the discrimination section below show the "
-                  f"repeats of search seed {shown}."),
+                  f"repeats of search seed {shown_search(spec, searches)}."),
             ("table", variance.robustness, None,
              "Per comparison and metric: searches (of K) whose repeats alone give the overall verdict; then "
              "that verdict and each search's own (Wilcoxon + Holm over its seeds; n.s.: not significant)."),

@@ -132,7 +132,8 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     phases = {k: spec.search_phase(k) for k in spec.search_seeds}
     if fresh:
         reset_repeats(spec, tracker)
-    experiments = {k: _plan(spec, tracker, resume, fresh, phase) for k, phase in phases.items()}
+    recorded = recorded_spec(tracker) if resume else None  # the spec the study's search ran with
+    experiments = {k: _plan(spec, tracker, resume, fresh, phase, recorded) for k, phase in phases.items()}
     arrays = arrays if arrays is not None else load_arrays(spec.data)
     check_data(spec, arrays)
     n = len(spec.strategies)
@@ -207,10 +208,12 @@ def _reconcile_optuna(spec: StudySpec, results: list, phase: str) -> None:
                   f"{'given its result' if values else 'closed as failed'}", file=sys.stderr)
 
 
-def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool, phase: str) -> list[tuple[str, int]]:
+def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool, phase: str,
+          recorded: dict | None) -> list[tuple[str, int]]:
     """One search's Tune experiments and each one's samples per strategy: the first, and one more
     for each raise of ``search.samples_per_strategy`` on a resumed study (its Optuna studies carry
-    on, so TPE learns from every earlier trial). Refuses a resume whose spec changed otherwise."""
+    on, so TPE learns from every earlier trial). Refuses a resume whose spec changed otherwise from
+    ``recorded`` (the spec the study's search ran with, None when not resuming or not searched yet)."""
     first = search_experiment(spec, phase)
     plan_file = search_plan_file(spec, phase)
     if fresh:
@@ -218,7 +221,6 @@ def _plan(spec: StudySpec, tracker: StudyTracker, resume: bool, fresh: bool, pha
     elif tune.Tuner.can_restore(first) and not resume:
         raise StudyError(f"{tune_storage(spec, phase)} already holds a search of study {spec.name!r}: pass "
                          "--resume to continue it or --fresh to start over")
-    recorded = recorded_spec(tracker) if resume else None
     planned = json.loads(plan_file.read_text()) if plan_file.is_file() and not fresh else None
     if recorded is not None:
         before, now = recorded["search"]["samples_per_strategy"], spec.search.samples_per_strategy

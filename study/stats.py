@@ -155,9 +155,8 @@ def wilcoxon(a: np.ndarray, b: np.ndarray, step: float | None = None) -> tuple[f
     Zero differences are dropped (``zero_method='wilcox'``).
     """
     d = paired_differences(a, b, step)
-    zeros = int(np.sum(d == 0))
+    zeros, ties = zeros_and_ties(d)
     nonzero = np.abs(d[d != 0])
-    ties = len(np.unique(nonzero)) < len(nonzero)
     if len(nonzero) == 0:
         return math.nan, 1.0, "no non-zero differences", zeros, ties
     if zeros or ties:
@@ -166,6 +165,13 @@ def wilcoxon(a: np.ndarray, b: np.ndarray, step: float | None = None) -> tuple[f
         return float(res.statistic), float(res.pvalue), "permutation", zeros, ties
     res = stats.wilcoxon(d, zero_method="wilcox", method="exact" if len(d) <= 50 else "auto")
     return float(res.statistic), float(res.pvalue), "exact" if len(d) <= 50 else "asymptotic", zeros, ties
+
+
+def zeros_and_ties(d: np.ndarray) -> tuple[int, bool]:
+    """Of paired differences on the comparison grid: how many are zero, and whether two non-zero
+    ones tie in absolute value."""
+    nonzero = np.abs(d[d != 0])
+    return int(np.sum(d == 0)), len(np.unique(nonzero)) < len(nonzero)
 
 
 def rank_biserial(a: np.ndarray, b: np.ndarray, step: float | None = None) -> float:
@@ -251,13 +257,16 @@ def compare(table: pd.DataFrame, metric: str, baseline: str, higher_is_better: b
               if "search_seed" in (table.index.names or []) else np.zeros(len(table), int))
     searches = list(dict.fromkeys(blocks.tolist()))
     nested = len(searches) > 1
-    per_search = table.groupby(blocks, sort=False).mean()  # one row per search: its mean over seeds
+    per_search = table.groupby(blocks, sort=False).mean() if nested else None  # a search's mean over seeds
     comparisons = []
     for a, b in pairs:
         x, y = table[a].to_numpy(float), table[b].to_numpy(float)
         d = paired_differences(x, y, step)
-        _, p, method, zeros, ties = wilcoxon(x, y, step)
-        low, high = _ci((d,), np.median, paired=False, seed=seed, n_boot=n_boot)
+        if nested:  # the p-value and interval are the search x seed test's (below)
+            (zeros, ties), p, method, low, high = zeros_and_ties(d), math.nan, "", math.nan, math.nan
+        else:
+            _, p, method, zeros, ties = wilcoxon(x, y, step)
+            low, high = _ci((d,), np.median, paired=False, seed=seed, n_boot=n_boot)
         better = sign * d  # positive where a is better
         comparisons.append(c := Comparison(
             metric=metric, strategy=a, baseline=b, n=len(x), n_used=int(np.sum(d != 0)), zeros=zeros,
