@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from trainables.models import MODELS, build_model, normalisation, stage_outputs
+from trainables.config import parse_config
+from trainables.errors import ConfigError
+from trainables.models import MODELS, ModelOptions, build_model, normalisation, stage_outputs
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -38,3 +40,43 @@ def test_models_without_stages_say_so():
 def test_resnet18_cifar_keeps_resolution_in_first_stage():
     outs = stage_outputs(build_model("resnet18_cifar", 3, 1), torch.randn(1, 1, 32, 32))
     assert [tuple(o.shape[1:]) for o in outs] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
+
+
+def _outputs(name: str, options: ModelOptions, train: bool) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = build_model(name, 3, 1, options).train(train)
+    torch.manual_seed(1)
+    return model(torch.randn(4, 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_head_dropout_changes_training_only_and_keeps_the_weights(name):
+    torch.manual_seed(0)
+    plain = build_model(name, 3, 1).state_dict()
+    torch.manual_seed(0)
+    dropped = build_model(name, 3, 1, ModelOptions(dropout=0.5)).state_dict()
+    assert plain.keys() == dropped.keys() and all(torch.equal(plain[k], dropped[k]) for k in plain)
+    none, half = ModelOptions(dropout=0.0), ModelOptions(dropout=0.5)
+    assert torch.equal(_outputs(name, none, train=False), _outputs(name, half, train=False))
+    assert not torch.equal(_outputs(name, none, train=True), _outputs(name, half, train=True))
+
+
+@pytest.mark.parametrize("name, choice", [(n, c) for n in MODELS.names() for c in MODELS.get(n).batch_norm])
+def test_every_batch_norm_choice_builds_and_trains(name, choice):
+    model = build_model(name, 3, 1, ModelOptions(batch_norm=choice))
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert has_bn == choice
+    model(torch.randn(2, 1, 32, 32)).sum().backward()
+
+
+def test_a_batch_norm_choice_the_model_lacks_names_the_field(tiny_config):
+    with pytest.raises(ConfigError, match=r"model_options.batch_norm: resnet50 is built with batch norm only"):
+        parse_config(tiny_config | {"model": "resnet50", "model_options": {"batch_norm": False}})
+    with pytest.raises(ConfigError, match=r"model_options.dropout: Input should be less than 1"):
+        parse_config(tiny_config | {"model_options": {"dropout": 1.0}})
+
+
+def test_half_normalisation_is_report_002s():
+    mean, std = normalisation("resnet50", 1, "half")
+    assert mean.flatten().tolist() == [0.5] and std.flatten().tolist() == [0.5]
+    assert normalisation("resnet50", 3, "model")[0].flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])

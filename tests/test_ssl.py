@@ -6,8 +6,8 @@ import torch
 
 from trainables.config import parse_config
 from trainables.data import load_arrays
+from trainables.models import head_name
 from trainables.self_supervised import nt_xent, pretrain, ssl_folder
-from trainables.strategies.initial_weights import head_name
 from trainables.train import build_trial, resolve_device, run
 
 SSL = {"epochs": 2, "batch_size": 32, "dim": 16}

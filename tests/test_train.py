@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from trainables.config import parse_config
 from trainables.data import load_arrays
@@ -54,6 +55,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config):
     ("lr_plateau_fast", {}, 3, 2),
     ("lr_cosine", {}, 3, 2),
     ("cascade", {}, 3, 2),
+    ("control", {"model_options": {"dropout": 0.5, "batch_norm": False, "normalisation": "half"},
+                 "data": TINY["data"] | {"equalize": True}}, 3, 2),
     # VaB-AL rounds end at epochs 2 and 4: stop mid-round 2, the resumed run refreshes at epoch 4
     ("vabal_both", {"vabal": {"refresh_every": 2, "mc_samples": 20, "vae_epochs": 2}}, 5, 3),
 ])

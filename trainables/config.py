@@ -18,7 +18,7 @@ from .data.augment import AUGMENTS
 from .errors import ConfigError
 from .hooks import HOOKS
 from .metric_names import lower_is_better, metric_name
-from .models import MODELS
+from .models import MODELS, ModelOptions, check_model_options
 from .operating_points import EvaluationConfig, check_operating_point
 from .registry import StrictModel
 from .self_supervised import SSLConfig
@@ -38,6 +38,7 @@ class TrialConfig(StrictModel):
     seed: int = 0
     data: DataConfig = DataConfig()
     model: str = "simple_cnn"
+    model_options: ModelOptions = ModelOptions()
     init: str = "scratch"
     init_path: Path | None = None
     ssl: SSLConfig = SSLConfig()
@@ -99,6 +100,7 @@ class TrialConfig(StrictModel):
         check_lr_policy(self.lr_policy, self.lr_options, self.epochs)
         check_init_path(self.init, self.init_path)
         check_freeze(self.freeze, self.model)
+        check_model_options(self.model, self.model_options)
         check_operating_point("monitor", self.monitor, self.evaluation)
         if lower_is_better(self.monitor) == (self.monitor_mode == "max"):
             want = "min" if self.monitor_mode == "max" else "max"

@@ -28,7 +28,7 @@ from .data.augment import AUGMENTS
 from .data.cache import default_cache_dir
 from .errors import TrainingDiverged
 from .hooks import TrialHook, register_hook
-from .models import build_model, normalisation
+from .models import ModelOptions, build_model, normalisation
 from .registry import StrictModel
 
 WEIGHTS, CURVE = "weights.pt", "curve.json"
@@ -54,6 +54,7 @@ class PretrainSetting(Protocol):
     ssl: SSLConfig
     data: DataConfig
     model: str
+    model_options: ModelOptions
 
 
 @register_hook("ssl")
@@ -87,7 +88,16 @@ def ssl_key(cfg: PretrainSetting, arrays: ImageArrays) -> str:
     blob = {"data": data, "split": split,
             "image_size": cfg.data.image_size, "channels": int(arrays.images.shape[1]),
             "model": cfg.model, "ssl": cfg.ssl.model_dump()}
+    architecture = backbone_options(cfg.model_options)
+    if architecture != ModelOptions():  # keys of earlier studies stay
+        blob["model_options"] = architecture.model_dump()
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def backbone_options(options: ModelOptions) -> ModelOptions:
+    """The parts of ``model_options`` the pre-stage's network shares with the trial's: its batch
+    norm and input normalisation (the projection head has no dropout)."""
+    return options.model_copy(update={"dropout": None})
 
 
 def ssl_folder(cfg: PretrainSetting, arrays: ImageArrays) -> Path:
@@ -126,8 +136,9 @@ def simclr(cfg: PretrainSetting, arrays: ImageArrays, device: torch.device) -> t
     augment = AUGMENTS.get(s.augment)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(s.seed)
-        model = build_model(cfg.model, s.dim, channels).to(device).train()
-        mean, std = (t.to(device) for t in normalisation(cfg.model, channels))
+        architecture = backbone_options(cfg.model_options)
+        model = build_model(cfg.model, s.dim, channels, architecture).to(device).train()
+        mean, std = (t.to(device) for t in normalisation(cfg.model, channels, architecture.normalisation))
         optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
         order_gen = torch.Generator().manual_seed(s.seed)
         aug_gen = torch.Generator(device=device).manual_seed(s.seed)

@@ -144,7 +144,7 @@ def build_network(cfg: TrialConfig, class_names: list[str], channels: int, init_
     network a hook makes of such models (the cascade's two)."""
 
     def one(num_classes: int) -> nn.Module:
-        model = build_model(cfg.model, num_classes, channels)
+        model = build_model(cfg.model, num_classes, channels, cfg.model_options)
         INITS.get(cfg.init)(model, cfg.model, init_path)
         FREEZES.get(cfg.freeze)(model)
         return model
@@ -174,7 +174,7 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))
-    mean, std = (t.to(device) for t in normalisation(cfg.model, channels))
+    mean, std = (t.to(device) for t in normalisation(cfg.model, channels, cfg.model_options.normalisation))
 
     train_labels = torch.from_numpy(arrays.labels[index["train"]])
     probe = SAMPLERS.get(cfg.sampler)(train_labels, arrays.num_classes, torch.Generator(), None)

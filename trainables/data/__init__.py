@@ -21,7 +21,7 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
     """The source's images at ``cfg.load_size``: from the cache, or decoded once and cached.
 
     The cache key (:func:`cache.cache_key`) holds everything that changes the arrays: the source,
-    its settings (load size, channels, strictness, ...), every image file's path, size and mtime,
+    its settings (load size, channels, strictness, histogram equalisation, ...), every image file's path, size and mtime,
     the label files' too, and every row's label, patient id and official split. The data set's
     warnings (e.g. byte-identical copies under two patients) are repeated on every load, cached or
     not. Preparation streams into the cache folder and resumes (:mod:`trainables.data.prepare`);
@@ -33,8 +33,8 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
     folder = (cfg.cache_dir or cache.default_cache_dir()) / f"{cfg.source}-{key[:20]}"
     cached = cache.load(folder)
     if cached is None:
-        decode_key = cache.cache_key(cfg.source, {"load_size": cfg.load_size, "channels": cfg.channels},
-                                     {"files": table.key_parts()["files"]})
+        decoding = {"load_size": cfg.load_size, "channels": cfg.channels, **({"equalize": True} if cfg.equalize else {})}
+        decode_key = cache.cache_key(cfg.source, decoding, {"files": table.key_parts()["files"]})
         work, temporary = cache.work_folder(folder, decode_key)
         with cache.preparing(work, temporary):  # one preparer per entry; the others wait, then read it
             cached = cache.load(folder)

@@ -111,6 +111,11 @@ class DataConfig(StrictModel):
     ``random`` always splits by patient (stratified, ``val_fraction``/``test_fraction``, ``split_seed``);
     ``predefined`` requires the data set's own. ``val_from_train`` replaces an official validation
     split (or supplies a missing one) by that fraction of the training patients, per class.
+
+    ``equalize``: histogram equalisation (report 002, Pillow's ``ImageOps.equalize``), applied once
+    to every image as it is prepared, on uint8 at the load size, and part of the cache key. The
+    input normalisation that goes with it is the model's choice (``model_options.normalisation:
+    half`` for the report's 0.5 and 0.5).
     """
 
     preset: str | None = Field(None, exclude=True)  # applied once: a dumped config holds its settings
@@ -121,6 +126,7 @@ class DataConfig(StrictModel):
     load_size: int = Field(36, ge=8)
     image_size: int = Field(32, ge=8)
     channels: Literal[1, 3] = 1
+    equalize: bool = False  # histogram equalisation of every prepared image, once (report 002)
     positive_class: str = "covid"
     normal_class: str = "normal"  # the cascade's first stage: normal vs the other classes
     split: Literal["auto", "random", "predefined"] = "auto"

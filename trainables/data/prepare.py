@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import progress_bar
-from .decode import Decoded, decode, map_high_depth
+from .decode import Decoded, decode, equalized, map_high_depth
 
 PROGRESS_FROM = 500  # files: smaller sets decode in a few seconds, without a progress bar
 CHUNK = 32  # files per worker task
@@ -42,24 +42,25 @@ class Prepared:
     depth: dict = field(default_factory=dict)
 
 
-def _decode_or_error(path: str, size: int, channels: int) -> Decoded | str:
+def _decode_or_error(path: str, size: int, channels: int, equalize: bool) -> Decoded | str:
     from PIL import UnidentifiedImageError
 
     try:
-        return decode(path, size, channels)
+        return decode(path, size, channels, equalize)
     except UnidentifiedImageError:
         return "UnidentifiedImageError: not an image file Pillow can read"
     except Exception as exc:  # noqa: BLE001  (one bad file is that file's error line, never the whole set's)
         return f"{type(exc).__name__}: {exc}"
 
 
-def _decode_chunk(job: tuple[list[str], int, int]) -> list[Decoded | str]:
-    paths, size, channels = job
-    return [_decode_or_error(p, size, channels) for p in paths]
+def _decode_chunk(job: tuple[list[str], int, int, bool]) -> list[Decoded | str]:
+    paths, size, channels, equalize = job
+    return [_decode_or_error(p, size, channels, equalize) for p in paths]
 
 
-def prepare(paths: list[Path], size: int, channels: int, work: Path) -> Prepared:
-    """Decode ``paths`` at ``size`` into ``work/images.npy``, resuming a prefix already there.
+def prepare(paths: list[Path], size: int, channels: int, work: Path, equalize: bool = False) -> Prepared:
+    """Decode ``paths`` at ``size`` into ``work/images.npy``, resuming a prefix already there;
+    ``equalize`` histogram-equalises every image (deep ones once mapped to 8 bits).
 
     Worker processes: one per CPU (fewer for small sets). From ``PROGRESS_FROM`` files on, a
     progress bar on stderr (images/s, ETA). Returns what each file gave; the images are in the file
@@ -76,7 +77,7 @@ def prepare(paths: list[Path], size: int, channels: int, work: Path) -> Prepared
             f.truncate(f.tell() + int(np.prod(shape)))
     offset = _data_offset(images)
     row = channels * size * size
-    jobs = [([str(p) for p in paths[i:i + CHUNK]], size, channels) for i in range(done, len(paths), CHUNK)]
+    jobs = [([str(p) for p in paths[i:i + CHUNK]], size, channels, equalize) for i in range(done, len(paths), CHUNK)]
     workers = min(len(jobs), os.cpu_count() or 1)
     bar = progress_bar(desc="decoding images", unit="img", total=len(paths), disable=len(paths) < PROGRESS_FROM)
     bar.update(done)
@@ -104,7 +105,7 @@ def prepare(paths: list[Path], size: int, channels: int, work: Path) -> Prepared
                 _save_state(work, shape, state, out, deep)
                 saved = time.monotonic()
         _save_state(work, shape, state, out, deep)
-    state.depth = _map_deep(work, offset, row, state)
+    state.depth = _map_deep(work, offset, row, state, (channels, size, size) if equalize else None)
     return state
 
 
@@ -124,8 +125,9 @@ def _run(jobs: list, workers: int) -> Iterator[list[Decoded | str]]:
             yield results
 
 
-def _map_deep(work: Path, offset: int, row: int, state: Prepared) -> dict:
-    """Map the deep files to uint8 with the data set's one divisor, into their rows."""
+def _map_deep(work: Path, offset: int, row: int, state: Prepared, equalize: tuple[int, int, int] | None) -> dict:
+    """Map the deep files to uint8 with the data set's one divisor, into their rows; ``equalize``
+    (the image shape) equalises each once mapped."""
     deep_rows = [i for i, b in enumerate(state.bits) if b is not None]
     if not deep_rows:
         return {"high_depth_files": 0}
@@ -134,7 +136,8 @@ def _map_deep(work: Path, offset: int, row: int, state: Prepared) -> dict:
     with open(work / "images.npy", "r+b") as out:
         for k, i in enumerate(deep_rows):
             out.seek(offset + i * row)
-            out.write(map_high_depth([source[k]], bits)[0].tobytes())
+            image = map_high_depth([source[k]], bits)[0]
+            out.write((equalized(image.reshape(equalize)) if equalize else image).tobytes())
     del source
     return {"high_depth_files": len(deep_rows), "bits": bits, "divisor": 2**bits - 1}
 

@@ -3,12 +3,15 @@ from . import cifar_resnet, simple_cnn, torchvision_models  # noqa: F401  (regis
 from .registry import (
            MODELS,
            ModelEntry,
+           ModelOptions,
            build_model,
+           check_model_options,
+           head_name,
            normalisation,
            register_model,
            stage_outputs,
            staged_models,
 )
 
-__all__ = ["MODELS", "ModelEntry", "build_model", "normalisation", "register_model", "stage_outputs",
+__all__ = ["MODELS", "ModelEntry", "ModelOptions", "build_model", "check_model_options", "head_name", "normalisation", "register_model", "stage_outputs",
            "staged_models"]

@@ -62,7 +62,13 @@ def _plain(name: str) -> Callable[[int, int], nn.Module]:
     return build
 
 
+def _vgg16(num_classes: int, in_channels: int, batch_norm: bool) -> nn.Module:
+    """VGG16, or with ``batch_norm`` torchvision's ``vgg16_bn`` (a BatchNorm after every convolution)."""
+    return _plain("vgg16_bn" if batch_norm else "vgg16")(num_classes, in_channels)
+
+
 register_model("resnet18", norm="imagenet", has_stages=True)(_resnet("BasicBlock", [2, 2, 2, 2]))
 register_model("resnet50", norm="imagenet", has_stages=True)(_resnet("Bottleneck", [3, 4, 6, 3]))
-for _name in ("densenet121", "squeezenet1_0", "vgg16"):
-    register_model(_name, norm="imagenet")(_plain(_name))
+register_model("densenet121", norm="imagenet")(_plain("densenet121"))
+register_model("squeezenet1_0", norm="imagenet", batch_norm=(False,))(_plain("squeezenet1_0"))
+register_model("vgg16", norm="imagenet", batch_norm=(False, True))(_vgg16)

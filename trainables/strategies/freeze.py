@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..models import MODELS, staged_models
+from ..models import MODELS, head_name, staged_models
 from ..registry import Registry
-from .initial_weights import head_name
 
 FREEZES: Registry[Callable[[nn.Module], None]] = Registry("freeze")
 

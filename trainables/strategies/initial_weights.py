@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models import head_name
 from ..registry import Registry
 
 INITS: Registry[Callable[[nn.Module, str, Path | None], None]] = Registry("init")
@@ -28,11 +29,6 @@ def check_init_path(init: str, init_path: Path | None) -> None:
         raise ValueError(f"init_path: init {init!r} needs the MoCo checkpoint file")
     if init in NO_PATH and init_path is not None:
         raise ValueError(f"init_path: init {init!r} reads no file")
-
-
-def head_name(model: nn.Module) -> str:
-    """The output layer: the model's last ``Linear`` or ``Conv2d`` (``fc``, ``classifier.6``, ...)."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1]
 
 
 def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

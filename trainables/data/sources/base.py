@@ -139,7 +139,8 @@ class Source(ABC):
     def params(self) -> dict[str, Any]:
         """Config values (beyond the files) that change the arrays, labels or the rows kept."""
         return {"load_size": self.cfg.load_size, "channels": self.cfg.channels, "strict": self.cfg.strict,
-                **({"patient_regex": self.cfg.patient_regex} if self.cfg.patient_regex else {})}
+                **({"patient_regex": self.cfg.patient_regex} if self.cfg.patient_regex else {}),
+                **({"equalize": True} if self.cfg.equalize else {})}  # keys of earlier entries stay
 
     @abstractmethod
     def scan(self) -> FileTable:
@@ -149,7 +150,7 @@ class Source(ABC):
         """Decode the table's files into ``work`` (:func:`prepare`, resumable); the images of the
         returned arrays are mapped read-only from ``work/images.npy``."""
         totals = table.named_per_class()
-        done = prepare(table.paths, self.cfg.load_size, self.cfg.channels, work)
+        done = prepare(table.paths, self.cfg.load_size, self.cfg.channels, work, self.cfg.equalize)
         bad = [(lab, f"{p} ({e})") for p, lab, e in zip(table.paths, table.labels, done.errors) if e]
         drop_rows(bad, totals, self.cfg.strict, f"data.path: cannot read {len(bad)} image file(s)",
                   f"data.path: skipped {len(bad)} unreadable image(s)")

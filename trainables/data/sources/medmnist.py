@@ -8,6 +8,7 @@ import numpy as np
 from ...errors import DataError
 from ..arrays import ImageArrays
 from ..config import SOURCES
+from ..decode import equalized
 from .base import FileTable, Source
 
 
@@ -68,7 +69,8 @@ class MedMnistSource(Source):
                 x = np.round(luma)[:, None].astype(np.uint8)
             elif self.cfg.channels == 3 and x.shape[1] == 1:
                 x = np.repeat(x, 3, axis=1)
-            images.append(_resize_batch(x, self.cfg.load_size))
+            x = _resize_batch(x, self.cfg.load_size)
+            images.append(equalized(x) if self.cfg.equalize else x)
             labels.append(y.reshape(-1).astype(np.int64))
             split.append(np.full(len(x), s, np.int64))
         labels_all = np.concatenate(labels)

@@ -9,6 +9,7 @@ import numpy as np
 from .. import synthetic
 from ..arrays import ImageArrays
 from ..config import SOURCES
+from ..decode import equalized
 from .base import FileTable, Source
 
 
@@ -27,6 +28,8 @@ class SyntheticSource(Source):
         s = self.cfg.synthetic
         arrays = synthetic.generate(s.n, self.cfg.load_size, s.seed, s.difficulty, s.shares,
                                     s.images_per_patient)
+        if self.cfg.equalize:
+            arrays.images = equalized(arrays.images)
         if self.cfg.channels == 3:
             arrays.images = np.repeat(arrays.images, 3, axis=1)
         return arrays
