@@ -13,9 +13,11 @@ from trainables.train import run
 USES = {
     "cascade": {"strategy": "cascade"},
     "balanced_mixup": {"strategy": "balanced_mixup"},
+    "crt": {"strategy": "crt", "crt": {"epochs": 1}},
     "drw": {"strategy": "ldam_drw"},
     "mixup": {"strategy": "mixup"},
     "ssl": {"init": "ssl", "ssl": {"epochs": 1, "batch_size": 32, "dim": 8}},
+    "tau_norm": {"strategy": "tau_norm"},
     "vabal": {"strategy": "vabal_both", "vabal": {"refresh_every": 1, "mc_samples": 10, "vae_epochs": 1}},
 }
 

@@ -3,7 +3,7 @@ import torch
 
 from trainables.config import parse_config
 from trainables.errors import ConfigError
-from trainables.models import MODELS, ModelOptions, build_model, normalisation, stage_outputs
+from trainables.models import MODELS, ModelOptions, build_model, head_name, normalisation, stage_outputs
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -52,7 +52,9 @@ def _outputs(name: str, options: ModelOptions, train: bool) -> torch.Tensor:
 @pytest.mark.parametrize("name", MODELS.names())
 def test_head_dropout_changes_training_only_and_keeps_the_weights(name):
     torch.manual_seed(0)
-    plain = build_model(name, 3, 1).state_dict()
+    model = build_model(name, 3, 1)
+    assert isinstance(model.get_submodule(head_name(model)), torch.nn.Linear) == MODELS.get(name).linear_head
+    plain = model.state_dict()
     torch.manual_seed(0)
     dropped = build_model(name, 3, 1, ModelOptions(dropout=0.5)).state_dict()
     assert plain.keys() == dropped.keys() and all(torch.equal(plain[k], dropped[k]) for k in plain)

@@ -23,6 +23,7 @@ from .operating_points import EvaluationConfig, check_operating_point
 from .registry import StrictModel
 from .self_supervised import SSLConfig
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, PRESETS, SAMPLERS
+from .strategies.decoupling import CRTConfig, TauNormConfig
 from .strategies.freeze import check_freeze
 from .strategies.initial_weights import check_init_path
 from .strategies.losses import LossOptions
@@ -60,6 +61,8 @@ class TrialConfig(StrictModel):
     augment: str = "none"
     vabal: VabalConfig | None = None
     mixup: MixupConfig | None = None
+    crt: CRTConfig | None = None
+    tau_norm: TauNormConfig | None = None
     tta: int = Field(0, ge=0)
     tta_augment: str = "standard"
     evaluation: EvaluationConfig = EvaluationConfig()

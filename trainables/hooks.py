@@ -10,9 +10,12 @@ Most strategies are one value in one dimension (a sampler, a loss, ...). A strat
 3. ``setup(state)``: once the trial state (model, optimiser, data on the device) exists;
 4. ``epoch_start(state)`` before each training pass, ``batch(state, x, targets)`` on each
    augmented training batch (it may mix it: it returns the batch and the loss's targets, a list of
-   (weight, sample indices)), ``epoch_end(state)`` after each validation (it returns metrics to
-   report with that epoch);
-5. ``state_dict()`` / ``load_state_dict(state, saved)``: the hook's part of the checkpoint.
+   (weight, sample indices)), ``trained(state)`` after the pass and before the validation (a post
+   hoc change of the model to evaluate: tau-norm), ``epoch_end(state)`` after each validation (it
+   returns metrics to report with that epoch);
+5. ``state_dict()`` / ``load_state_dict(state, saved)``: the hook's part of the checkpoint, loaded
+   after the model's weights and before the optimiser's and LR policy's state (so a hook that
+   replaced them, as cRT does, rebuilds them first).
 
 ``validate(cfg)`` is called by the trial config for every registered hook, active or not: it checks
 (and may complete) the config's cross-field rules that belong to the strategy, raising
@@ -47,12 +50,21 @@ class LoopState(Protocol):
     epoch: int  # epochs finished
     sampler_weights: torch.Tensor | None  # float32 [N_train] on the CPU, read by the sampler
     loss_weights: torch.Tensor | None  # float32 [N_train] on the CPU, multiplied into the loss
+    # what a two-stage strategy (cRT) replaces for its second stage
+    sampler: str  # the sampler (a ``SAMPLERS`` name) of the next epochs
+    optimizer: torch.optim.Optimizer
+    policy: Any  # the LR policy (:class:`trainables.strategies.lr_policies.LRPolicy`)
+    best: dict  # the best epoch so far: monitor ``value``, ``epoch``, ``state`` (model), ``val`` metrics
 
     def train_inputs(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor: ...
 
     def eval_inputs(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def autocast(self) -> Any: ...
+
+    def split_predictions(self, split: str, features: bool = False) -> Any:
+        """The model's predictions of ``split``: ``probs`` float64 [N, C], ``labels`` int64 [N] and,
+        with ``features``, the head's input ``features`` float32 [N, D]."""
 
 
 class TrialHook:
@@ -87,6 +99,9 @@ class TrialHook:
     def batch(self, state: LoopState, x: torch.Tensor, targets: list[tuple[float, torch.Tensor]]
               ) -> tuple[torch.Tensor, list[tuple[float, torch.Tensor]]]:
         return x, targets
+
+    def trained(self, state: LoopState) -> None:
+        pass
 
     def epoch_end(self, state: LoopState) -> dict[str, float]:
         return {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4, "tta": 5, "mixup": 6, "mixup_augment": 7}
+STREAMS = {"init": 0, "dropout": 1, "data": 2, "augment": 3, "vabal": 4, "tta": 5, "mixup": 6, "mixup_augment": 7,
+           "crt": 8}
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -35,6 +35,7 @@ from .seeds import stream_seed
 from .strategies import FREEZES, INITS, LOSSES, LR_POLICIES, OPTIMIZERS, SAMPLERS
 from .strategies.freeze import train_mode
 from .strategies.lr_policies import LRPolicy
+from .strategies.samplers import epoch_steps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,6 +107,7 @@ class TrialState:
     data_gen: torch.Generator
     aug_gen: torch.Generator
     train_labels_cpu: torch.Tensor
+    sampler: str = "uniform"  # the sampler of this epoch's order (cRT switches it in its second stage)
     arrays: ImageArrays | None = None  # the prepared arrays (patient ids and files of the predictions)
     index: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the arrays
     hooks: list[TrialHook] = field(default_factory=list)
@@ -131,8 +133,12 @@ class TrialState:
 
     def epoch_order(self) -> torch.Tensor:
         """This epoch's training indices from the configured sampler (which may read the weights)."""
-        return SAMPLERS.get(self.cfg.sampler)(self.train_labels_cpu, len(self.class_names),
-                                              self.data_gen, self.sampler_weights).to(self.device)
+        return SAMPLERS.get(self.sampler)(self.train_labels_cpu, len(self.class_names),
+                                          self.data_gen, self.sampler_weights).to(self.device)
+
+    def split_predictions(self, split: str, features: bool = False) -> Predictions:
+        """The trial model's centre-crop predictions of ``split`` (:func:`predict`)."""
+        return predict(self, split, features=features)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
@@ -178,19 +184,19 @@ def build_trial(cfg: TrialConfig, arrays: ImageArrays) -> TrialState:
 
     train_labels = torch.from_numpy(arrays.labels[index["train"]])
     probe = SAMPLERS.get(cfg.sampler)(train_labels, arrays.num_classes, torch.Generator(), None)
-    full, rest = divmod(len(probe), cfg.batch_size)
-    steps_per_epoch = full + (rest >= 2)  # a last batch of one is skipped (BatchNorm)
     optimizer = OPTIMIZERS.get(cfg.optimizer)(
         [p for p in model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, cfg.momentum)
     t = TrialState(
         cfg=cfg, device=device, class_names=arrays.class_names, positive=positive, splits=splits,
         model=model, mean=mean, std=std, optimizer=optimizer,
-        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, steps_per_epoch, cfg.lr_options),
+        policy=LR_POLICIES.get(cfg.lr_policy)(optimizer, cfg.epochs, epoch_steps(len(probe), cfg.batch_size),
+                                              cfg.lr_options),
         loss_fn=LOSSES.get(cfg.loss)(torch.bincount(train_labels, minlength=arrays.num_classes),
                                      cfg.loss_options),
         data_gen=torch.Generator().manual_seed(stream_seed(cfg.seed, "data")),
         aug_gen=torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment")),
         train_labels_cpu=train_labels,
+        sampler=cfg.sampler,
         arrays=arrays,
         index=index,
         hooks=hooks,
@@ -213,7 +219,7 @@ def train_one_epoch(t: TrialState) -> dict[str, float]:
     start = time.perf_counter()
     for i in range(0, len(order), cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
-        if len(idx) < 2:  # BatchNorm cannot train on a single sample; it is seen next epoch
+        if len(idx) < 2:  # BatchNorm cannot train on a single sample (epoch_steps counts without it)
             continue
         x = t.train_inputs(idx)
         targets = [(1.0, idx)]  # (weight, training samples whose labels the loss reads)
@@ -378,6 +384,8 @@ def save_checkpoint(t: TrialState, folder: Path) -> None:
 def load_checkpoint(t: TrialState, folder: str | Path) -> None:
     state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=t.device, weights_only=True)
     t.model.load_state_dict(state["model"])
+    for hook in t.hooks:  # before the optimiser's state: a hook may have replaced the optimiser (cRT)
+        hook.load_state_dict(t, state["hooks"][hook.name])
     t.optimizer.load_state_dict(state["optimizer"])
     t.policy.load_state_dict(state["policy"])
     torch.set_rng_state(state["torch_rng"].cpu())
@@ -385,8 +393,6 @@ def load_checkpoint(t: TrialState, folder: str | Path) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     t.data_gen.set_state(state["data_gen"].cpu())
     t.aug_gen.set_state(state["aug_gen"].cpu())
-    for hook in t.hooks:
-        hook.load_state_dict(t, state["hooks"][hook.name])
     t.best = state["best"]
     t.epoch = state["epoch"]
 
@@ -412,6 +418,8 @@ def run(config: dict | TrialConfig, report: Report, checkpoint_dir: str | Path |
         for hook in t.hooks:
             hook.epoch_start(t)
         metrics = train_one_epoch(t)
+        for hook in t.hooks:
+            hook.trained(t)
         val_pred = predict(t, "val")
         val = scored(t, val_pred, decision_threshold(t, val_pred))
         val |= operating_point_metrics(cfg.evaluation.operating_points, val_pred.labels, val_pred.probs,

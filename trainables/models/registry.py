@@ -47,18 +47,20 @@ class ModelEntry:
     norm: str
     has_stages: bool = False  # can list its stage outputs (``stage_outputs``), which VaB-AL reads
     batch_norm: tuple[bool, ...] = (True,)  # the choices it is built with, its default first
+    linear_head: bool = True  # its head (:func:`head_name`) is an ``nn.Linear`` (else a 1x1 convolution)
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(name: str, norm: str, has_stages: bool = False, batch_norm: tuple[bool, ...] = (True,)):
+def register_model(name: str, norm: str, has_stages: bool = False, batch_norm: tuple[bool, ...] = (True,),
+                   linear_head: bool = True):
     """Decorator: register ``fn(num_classes, in_channels) -> nn.Module`` under ``name``. A model
     built with or without batch norm lists both choices (its default first) in ``batch_norm``, and
-    its ``fn`` takes a ``batch_norm`` keyword."""
+    its ``fn`` takes a ``batch_norm`` keyword; ``linear_head`` says whether its head is linear."""
 
     def add(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.register(name)(ModelEntry(fn, norm, has_stages, batch_norm))
+        MODELS.register(name)(ModelEntry(fn, norm, has_stages, batch_norm, linear_head))
         return fn
 
     return add

@@ -70,5 +70,5 @@ def _vgg16(num_classes: int, in_channels: int, batch_norm: bool) -> nn.Module:
 register_model("resnet18", norm="imagenet", has_stages=True)(_resnet("BasicBlock", [2, 2, 2, 2]))
 register_model("resnet50", norm="imagenet", has_stages=True)(_resnet("Bottleneck", [3, 4, 6, 3]))
 register_model("densenet121", norm="imagenet")(_plain("densenet121"))
-register_model("squeezenet1_0", norm="imagenet", batch_norm=(False,))(_plain("squeezenet1_0"))
+register_model("squeezenet1_0", norm="imagenet", batch_norm=(False,), linear_head=False)(_plain("squeezenet1_0"))
 register_model("vgg16", norm="imagenet", batch_norm=(False, True))(_vgg16)

@@ -31,6 +31,11 @@ PRESETS.register("mixup")({"augment": "none", "sampler": "uniform", "loss": "ce"
 PRESETS.register("balanced_mixup")({"augment": "none", "sampler": "uniform", "loss": "ce",
                                     "mixup": {"alpha": 0.2, "balanced": True}})
 
+# Decoupling (Kang et al. 2020) as LongTailCXR runs it: plain training, then the classifier retrained
+# with class-balanced sampling (cRT, the last 2 epochs) or its weights tau-normalised (tau on validation).
+PRESETS.register("crt")({"augment": "none", "sampler": "uniform", "loss": "ce", "crt": {"epochs": 2}})
+PRESETS.register("tau_norm")({"augment": "none", "sampler": "uniform", "loss": "ce", "tau_norm": {}})
+
 # Report 004's learning-rate policies (ResNet50): constant 5e-4; one-cycle with weight decay 1e-4
 # and gradient clipping 0.1 (its max_lr is ``lr``); ReduceLROnPlateau from 1e-3 (factor 0.15) and
 # from 2e-4 (factor 0.7), patience 2 on the validation loss; plus cosine with one warm-up epoch.

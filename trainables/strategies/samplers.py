@@ -22,6 +22,13 @@ def inverse_class_frequency(labels: torch.Tensor, num_classes: int) -> torch.Ten
     return torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
 
 
+def epoch_steps(draws: int, batch_size: int) -> int:
+    """Optimiser steps of an epoch of ``draws`` samples: a last batch of one is skipped (BatchNorm
+    cannot train on a single sample)."""
+    full, rest = divmod(draws, batch_size)
+    return full + (rest >= 2)
+
+
 @SAMPLERS.register("uniform")
 def uniform(labels, num_classes, gen, sample_weights=None) -> torch.Tensor:
     """Every sample once per epoch, shuffled."""
