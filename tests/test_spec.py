@@ -64,6 +64,9 @@ def test_a_valid_spec_gives_trial_configs(tmp_path):
     ("sampler: {choice: [uniform, smote]}", "search.space.sampler: unknown sampler 'smote'"),
     ("lr: {uniform: [-1.0, 1.0]}", "search.space.lr: Input should be greater than 0"),
     ("vabal.exponent: {uniform: [0.5, 2]}", "search.space.vabal.use_for: Field required"),
+    ("model_options.batch_norm: {choice: [true, false]}", None),
+    ("model_options.dropout: {uniform: [0.0, 0.5]}", None),
+    ("model_options.dropout: {uniform: [0.0, 1.5]}", "search.space.model_options.dropout: Input should be less than 1"),
 ])
 def test_search_space_errors_name_the_yaml_path(tmp_path, change, message):
     text = BASE.replace("lr: {loguniform: [1.0e-4, 1.0e-2]}", change)
