@@ -99,6 +99,8 @@ def test_a_tau_norm_trial_evaluates_the_normalised_head_and_trains_the_raw_one(t
     ({"strategy": "crt", "crt": {"epochs": 2}}, r"crt.epochs: 2 of the trial's 2 epochs leave none"),
     ({"strategy": "crt", "epochs": 4, "mixup": {}}, r"crt: mixup would also act on the re-balanced stage 2"),
     ({"strategy": "crt", "epochs": 4, "loss_options": {"drw_start": 0.5}}, r"crt: loss_options.drw_start"),
+    ({"strategy": "crt", "epochs": 4, "loss": "logit_adjusted"}, r"crt: loss 'logit_adjusted' re-balances"),
+    ({"strategy": "crt", "epochs": 4, "loss": "ldam"}, r"crt: loss 'ldam' re-balances"),
     ({"strategy": "crt", "epochs": 4, "lr_policy": "cosine", "crt": {"epochs": 1},
       "lr_options": {"warmup_epochs": 1}}, r"crt.epochs: stage 2 runs its own LR policy"),
     ({"strategy": "tau_norm", "crt": {"epochs": 1}}, r"crt and tau_norm are two ways"),

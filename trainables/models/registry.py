@@ -28,7 +28,8 @@ class ModelOptions(StrictModel):
 
     - ``dropout``: the probability of dropout on the head's input (report 001 swept it, report 003
       used 0.2); None keeps the architecture's own (0.2 for simple_cnn, 0.5 for vgg16 and
-      squeezenet1_0, none for the ResNets and DenseNet); 0 turns it off.
+      squeezenet1_0, none for the ResNets and DenseNet); 0 turns it off (vgg16's classifier keeps
+      the dropout after its first layer: only the head's input is this knob).
     - ``batch_norm``: batch normalisation after each convolution (report 001 swept it), for the
       models that offer the choice (``simple_cnn``; ``vgg16``, whose batch-norm variant is
       torchvision's ``vgg16_bn``); None keeps the architecture's default.

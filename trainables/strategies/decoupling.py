@@ -30,11 +30,13 @@ from ..hooks import LoopState, TrialHook, register_hook
 from ..models import MODELS, head_name
 from ..registry import StrictModel
 from ..seeds import stream_seed
+from .drw import BALANCED_LOSSES
 from .lr_policies import LR_POLICIES, check_lr_policy
 from .optimizers import OPTIMIZERS
 from .samplers import SAMPLERS, epoch_steps
 
 STAGE2_SAMPLER = "class_balanced"
+REBALANCING_LOSSES = (*BALANCED_LOSSES, "ldam")  # losses built on the class counts
 
 
 class CRTConfig(StrictModel):
@@ -98,6 +100,9 @@ class ClassifierRetraining(TrialHook):
             if other is not None:
                 raise ValueError(f"crt: {name} would also act on the re-balanced stage 2; cRT retrains the "
                                  "classifier with class-balanced sampling and the plain loss")
+        if cfg.loss in REBALANCING_LOSSES:
+            raise ValueError(f"crt: loss {cfg.loss!r} re-balances the classes, and stage 2's class-balanced "
+                             "sampling would re-balance them again; use ce or focal")
         try:
             check_lr_policy(cfg.lr_policy, cfg.lr_options, cfg.crt.epochs)
         except ValueError as exc:
@@ -122,6 +127,7 @@ class ClassifierRetraining(TrialHook):
     def _stage2(self, state: LoopState) -> None:
         """Freeze all but the head; a fresh optimiser and LR policy over stage 2; balanced sampling."""
         cfg, head = self.cfg, _head(state.model)
+        state.model.zero_grad(set_to_none=True)  # stage 1's last gradients would count in grad_clip's norm
         state.model.requires_grad_(False)
         head.requires_grad_(True)
         state.optimizer = OPTIMIZERS.get(cfg.optimizer)(list(head.parameters()), cfg.lr, cfg.weight_decay,
