@@ -56,6 +56,13 @@ def test_other_ssl_settings_are_another_entry_with_its_loss_curve(tiny_config, t
     other = parse_config(ssl_config(tiny_config, tmp_path, ssl={**SSL, "temperature": 0.5}))
     assert ssl_folder(other, arrays) != ssl_folder(cfg, arrays)
     assert ssl_folder(parse_config(ssl_config(tiny_config, tmp_path, seed=3)), arrays) == path.parent
+    # the backbone's architecture and input are the pre-stage's: batch norm and normalisation make
+    # another entry; the head's dropout (not in the pre-stage's network) does not
+    for options in ({"batch_norm": False}, {"normalisation": "half"}):
+        changed = parse_config(ssl_config(tiny_config, tmp_path, model_options=options))
+        assert ssl_folder(changed, arrays) != ssl_folder(cfg, arrays), options
+    dropped = parse_config(ssl_config(tiny_config, tmp_path, model_options={"dropout": 0.4}))
+    assert ssl_folder(dropped, arrays) == path.parent
 
 
 def test_study_runs_each_ssl_setting_once_and_logs_its_curve(tiny_spec_file, tmp_path):
