@@ -33,8 +33,7 @@ def load_arrays(cfg: DataConfig) -> ImageArrays:
     folder = (cfg.cache_dir or cache.default_cache_dir()) / f"{cfg.source}-{key[:20]}"
     cached = cache.load(folder)
     if cached is None:
-        decoding = {"load_size": cfg.load_size, "channels": cfg.channels, **({"equalize": True} if cfg.equalize else {})}
-        decode_key = cache.cache_key(cfg.source, decoding, {"files": table.key_parts()["files"]})
+        decode_key = cache.cache_key(cfg.source, cfg.decoding(), {"files": table.key_parts()["files"]})
         work, temporary = cache.work_folder(folder, decode_key)
         with cache.preparing(work, temporary):  # one preparer per entry; the others wait, then read it
             cached = cache.load(folder)

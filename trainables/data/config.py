@@ -164,6 +164,11 @@ class DataConfig(StrictModel):
                 raise ValueError(f"not a regular expression ({exc})") from None
         return v
 
+    def decoding(self) -> dict[str, Any]:
+        """The settings that change each prepared image (the preparation's work-folder key; part of
+        every source's cache key). ``equalize`` appears only when on, so earlier entries keep their keys."""
+        return {"load_size": self.load_size, "channels": self.channels, **({"equalize": True} if self.equalize else {})}
+
     @model_validator(mode="after")
     def _sizes(self) -> DataConfig:
         if self.image_size > self.load_size:

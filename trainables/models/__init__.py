@@ -6,6 +6,7 @@ from .registry import (
            ModelOptions,
            build_model,
            check_model_options,
+           head,
            head_name,
            normalisation,
            register_model,
@@ -13,5 +14,5 @@ from .registry import (
            staged_models,
 )
 
-__all__ = ["MODELS", "ModelEntry", "ModelOptions", "build_model", "check_model_options", "head_name", "normalisation", "register_model", "stage_outputs",
+__all__ = ["MODELS", "ModelEntry", "ModelOptions", "build_model", "check_model_options", "head", "head_name", "normalisation", "register_model", "stage_outputs",
            "staged_models"]

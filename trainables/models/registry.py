@@ -100,6 +100,11 @@ def head_name(model: nn.Module) -> str:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1]
 
 
+def head(model: nn.Module) -> nn.Module:
+    """The model's output layer (:func:`head_name`)."""
+    return model.get_submodule(head_name(model))
+
+
 class DropoutLinear(nn.Linear):
     """A linear head with dropout on its input; its parameters and state-dict keys are a plain
     ``nn.Linear``'s, so weights files load into it unchanged."""

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 from sklearn.metrics import balanced_accuracy_score
-from torch import nn
 
 from ..hooks import LoopState, TrialHook, register_hook
-from ..models import MODELS, head_name
+from ..models import MODELS, head
 from ..registry import StrictModel
 from ..seeds import stream_seed
 from .drw import BALANCED_LOSSES
@@ -56,14 +55,6 @@ class TauNormConfig(StrictModel):
         if any(t < 0 for t in v):
             raise ValueError("tau must be >= 0 (0 keeps the weights, 1 gives every class a unit-norm weight)")
         return sorted(set(v))
-
-
-def _head(model: nn.Module) -> nn.Linear:
-    head = model.get_submodule(head_name(model))
-    if not isinstance(head, nn.Linear):
-        raise ValueError(f"{type(model).__name__}'s head ({head_name(model)}) is not a linear layer: the "
-                         "decoupling strategies retrain or normalise a linear classifier")
-    return head
 
 
 def _refuse_with(cfg: Any, field: str) -> None:
@@ -117,20 +108,20 @@ class ClassifierRetraining(TrialHook):
         if self.stage2 or state.epoch < self.switch:
             return
         state.model.load_state_dict(state.best["state"])  # stage 1's best model
-        head = _head(state.model)
+        layer = head(state.model)
         with torch.random.fork_rng(devices=[state.device] if state.device.type == "cuda" else []):
             torch.manual_seed(stream_seed(self.cfg.seed, "crt"))
-            head.reset_parameters()
+            layer.reset_parameters()
         self._stage2(state)
         state.best = {}  # the trial's best model is a retrained classifier
 
     def _stage2(self, state: LoopState) -> None:
         """Freeze all but the head; a fresh optimiser and LR policy over stage 2; balanced sampling."""
-        cfg, head = self.cfg, _head(state.model)
+        cfg, layer = self.cfg, head(state.model)
         state.model.zero_grad(set_to_none=True)  # stage 1's last gradients would count in grad_clip's norm
         state.model.requires_grad_(False)
-        head.requires_grad_(True)
-        state.optimizer = OPTIMIZERS.get(cfg.optimizer)(list(head.parameters()), cfg.lr, cfg.weight_decay,
+        layer.requires_grad_(True)
+        state.optimizer = OPTIMIZERS.get(cfg.optimizer)(list(layer.parameters()), cfg.lr, cfg.weight_decay,
                                                         cfg.momentum)
         labels = state.splits["train"].labels.cpu()
         draws = len(SAMPLERS.get(STAGE2_SAMPLER)(labels, len(state.class_names), torch.Generator(), None))
@@ -187,17 +178,17 @@ class TauNormalisation(TrialHook):
 
     def epoch_start(self, state: LoopState) -> None:
         if self.trained_head is not None:
-            _head(state.model).load_state_dict(self.trained_head)
+            head(state.model).load_state_dict(self.trained_head)
 
     @torch.no_grad()
     def trained(self, state: LoopState) -> None:
-        head = _head(state.model)
-        self.trained_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        layer = head(state.model)
+        self.trained_head = {k: v.detach().clone() for k, v in layer.state_dict().items()}
         val = state.split_predictions("val", features=True)
-        self.tau = choose_tau(val.features, val.labels, head.weight, self.cfg.tau_norm.taus)
-        head.weight.copy_(tau_normalised(head.weight, self.tau))
-        if head.bias is not None:
-            head.bias.zero_()
+        self.tau = choose_tau(val.features, val.labels, layer.weight, self.cfg.tau_norm.taus)
+        layer.weight.copy_(tau_normalised(layer.weight, self.tau))
+        if layer.bias is not None:
+            layer.bias.zero_()
 
     def epoch_end(self, state: LoopState) -> dict[str, float]:
         return {"val/tau": self.tau}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..models import MODELS, head_name, staged_models
+from ..models import MODELS, head, staged_models
 from ..registry import Registry
 
 FREEZES: Registry[Callable[[nn.Module], None]] = Registry("freeze")
@@ -36,7 +36,7 @@ def none(model: nn.Module) -> None:
 @FREEZES.register("backbone")
 def backbone(model: nn.Module) -> None:
     """Linear probe (thesis): only the head trains."""
-    _only(model, [model.get_submodule(head_name(model))])
+    _only(model, [head(model)])
 
 
 @FREEZES.register("last_block")
@@ -45,7 +45,7 @@ def last_block(model: nn.Module) -> None:
     stage that is not made of blocks (``simple_cnn``'s conv-BN-ReLU) is the last block itself."""
     last = model.stages()[-1]
     block = last[-1] if isinstance(last, nn.Sequential) and any(last[-1].children()) else last
-    _only(model, [block, model.get_submodule(head_name(model))])
+    _only(model, [block, head(model)])
 
 
 def train_mode(model: nn.Module) -> None:

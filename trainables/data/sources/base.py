@@ -138,9 +138,8 @@ class Source(ABC):
 
     def params(self) -> dict[str, Any]:
         """Config values (beyond the files) that change the arrays, labels or the rows kept."""
-        return {"load_size": self.cfg.load_size, "channels": self.cfg.channels, "strict": self.cfg.strict,
-                **({"patient_regex": self.cfg.patient_regex} if self.cfg.patient_regex else {}),
-                **({"equalize": True} if self.cfg.equalize else {})}  # keys of earlier entries stay
+        return {**self.cfg.decoding(), "strict": self.cfg.strict,
+                **({"patient_regex": self.cfg.patient_regex} if self.cfg.patient_regex else {})}
 
     @abstractmethod
     def scan(self) -> FileTable:
