@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -23,15 +24,24 @@ from urllib.parse import urlparse
 
 import pyarrow.fs
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
 from ray.tune.logger import LoggerCallback
 
 from trainables.predictions import PREDICTIONS_FILE
 
 from .errors import TrackingError
+from .mlflow_writer import (
+    PARENT,
+    EpochResult,
+    MLflowWriter,
+    RunArtifact,
+    RunEnd,
+    RunStart,
+    describe,
+    end_tags,
+)
 from .spec import StudySpec
 
-PARENT = "mlflow.parentRunId"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a line per run end is noise
 
@@ -176,8 +186,10 @@ class StudyTracker:
 class MLflowTrialLogger(LoggerCallback):
     """Writes one child run per Tune trial from the driver: flat params (of the validated trial
     config the phase's ``view`` gives), per-epoch metrics with step = epoch, tags, FINISHED/FAILED
-    status, under the parent run of the trial's strategy.
-    Picklable (Tune saves it with the experiment); the client is created in ``setup``. A restored
+    status, under the parent run of the trial's strategy. The callbacks only queue; a background
+    :class:`~study.mlflow_writer.MLflowWriter` writes, batched, and is flushed at each of Tune's
+    experiment snapshots and at the experiment's end (see :mod:`study.mlflow_writer`).
+    Picklable (Tune saves it with the experiment); the writer is created in ``setup``. A restored
     trial finds its run again by ``trial_id`` and skips epochs it already logged. With ``predictions``
     the per-sample test predictions a trial writes beside a checkpoint become the run's
     ``predictions.parquet`` artifact (read from Tune's storage, wherever the trial ran)."""
@@ -188,112 +200,86 @@ class MLflowTrialLogger(LoggerCallback):
                  epochs: int, view, predictions: bool = False) -> None:
         self.uri, self.experiment_id, self.parents = uri, experiment_id, parents
         self.tags, self.epochs, self.view, self.predictions = tags, epochs, view, predictions
-        self._runs: dict[str, str] = {}
-        self._last_epoch: dict[str, int] = {}
-        self._open: set[str] = set()  # runs started or resumed and not ended yet
+        self.writer: MLflowWriter | None = None
+        self._started: set[str] = set()  # trials whose run start is queued
 
     def setup(self, *args, **kwargs) -> None:
-        self.client = MlflowClient(self.uri)
-        self._runs, self._last_epoch, self._open = {}, {}, set()
+        self.writer = MLflowWriter(self.uri, self.experiment_id)
+        self._started = set()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "client"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("writer", "_started")}
 
-    def _run_for(self, trial) -> str:
-        if trial.trial_id in self._runs:
-            return self._runs[trial.trial_id]
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "writer": None, "_started": set()})
+
+    def flush(self) -> None:
+        """Wait until everything the trials reported so far is in MLflow."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def get_state(self) -> None:
+        """Called as Tune saves its experiment snapshot: MLflow first holds every result the
+        snapshot records, so that after a hard kill no epoch is missing from a resumed trial's run."""
+        self.flush()
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _start(self, trial) -> None:
+        if trial.trial_id in self._started:
+            return
+        self._started.add(trial.trial_id)
         strategy, config = self.view(trial.config)
         query = (f"tags.trial_id = '{trial.trial_id}' and tags.phase = '{self.tags['phase']}' "
                  f"and tags.strategy = '{strategy}' and tags.study = '{self.tags['study']}'")
-        found = self.client.search_runs([self.experiment_id], query, max_results=1)
-        if found:
-            run_id = found[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
-            self._last_epoch[trial.trial_id] = int(found[0].data.metrics.get("epoch", 0))
-        else:
-            seed = str(config.get("seed", 0))
-            extra = self.view.run_tags(trial.config) if hasattr(self.view, "run_tags") else {}
-            tags = {**self.tags, "strategy": strategy, PARENT: self.parents[strategy],
-                    "trial_id": trial.trial_id, "seed": seed, **extra}
-            name = (self.view.run_name(trial.config) if hasattr(self.view, "run_name")
-                    else f"{strategy}-{trial.trial_id}")
-            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-            params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
-            for i in range(0, len(params), 100):
-                self.client.log_batch(run_id, params=params[i:i + 100])
-        self._runs[trial.trial_id] = run_id
-        self._open.add(run_id)
-        return run_id
+        extra = self.view.run_tags(trial.config) if hasattr(self.view, "run_tags") else {}
+        tags = {**self.tags, "strategy": strategy, PARENT: self.parents[strategy], "trial_id": trial.trial_id,
+                "seed": str(config.get("seed", 0)), **extra}
+        name = self.view.run_name(trial.config) if hasattr(self.view, "run_name") else f"{strategy}-{trial.trial_id}"
+        self.writer.put(RunStart(trial.trial_id, query, name, tags, flat_params(config)))
 
     def log_trial_start(self, trial) -> None:
-        with self._failing_runs():
-            self._run_for(trial)
+        self._start(trial)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        with self._failing_runs():
-            run_id = self._run_for(trial)
-            epoch = int(result.get("epoch", iteration))
-            if epoch <= self._last_epoch.get(trial.trial_id, 0):
-                return  # already logged before the trial was restored
-            self._last_epoch[trial.trial_id] = epoch
-            tags = [RunTag("ray_node", str(result["node_id"]))] if "node_id" in result else []
-            log_epoch(self.client, run_id, result, epoch, tags)
-            matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
-            if matrices:
-                self.client.log_dict(run_id, matrices, "confusion_matrices.json")
+        self._start(trial)
+        tags = {"ray_node": str(result["node_id"])} if "node_id" in result else {}
+        matrices = {k: v for k, v in result.items() if k.endswith("confusion_matrix") and isinstance(v, list)}
+        self.writer.put(EpochResult(trial.trial_id, int(result.get("epoch", iteration)), numeric_metrics(result),
+                                    tags, matrices, float(result.get("reported_at", time.time()))))
 
     def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
-        """Store the predictions file of a tested epoch in the trial's run. A failure here is the
-        run's alone: Tune goes on after a callback error, so it is a warning and the run's
-        ``predictions_error`` tag (the compare stage then names the run as having no predictions),
-        not a failed experiment."""
+        """Store the predictions file of a tested epoch in the trial's run: copied here from Tune's
+        storage (a later checkpoint may delete it), stored by the writer. A failure is the run's
+        alone: a warning and the run's ``predictions_error`` tag (the compare stage then names the
+        run as having no predictions), not a failed experiment."""
         if not self.predictions:
             return
         source = f"{checkpoint.path}/{PREDICTIONS_FILE}"
-        run_id = None
+        folder = Path(tempfile.mkdtemp(prefix="cxr-predictions-"))
         try:
             if checkpoint.filesystem.get_file_info(source).type == pyarrow.fs.FileType.NotFound:
+                shutil.rmtree(folder)
                 return
-            run_id = self._run_for(trial)
-            with tempfile.TemporaryDirectory(prefix="cxr-predictions-") as folder:
-                local = f"{folder}/{PREDICTIONS_FILE}"
-                pyarrow.fs.copy_files(source, local, source_filesystem=checkpoint.filesystem,
-                                      destination_filesystem=pyarrow.fs.LocalFileSystem())
-                self.client.log_artifact(run_id, local)
-        except Exception as exc:  # noqa: BLE001 - any failure to store them leaves the run without predictions
-            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            warnings.warn(f"trial {trial.trial_id}: its predictions were not stored in MLflow ({why})", stacklevel=1)
-            if run_id is not None:
-                with contextlib.suppress(Exception):
-                    self.client.set_tag(run_id, "predictions_error", why)
+            pyarrow.fs.copy_files(source, str(folder / PREDICTIONS_FILE), source_filesystem=checkpoint.filesystem,
+                                  destination_filesystem=pyarrow.fs.LocalFileSystem())
+        except Exception as exc:  # noqa: BLE001 - unreadable: the run goes without predictions
+            shutil.rmtree(folder, ignore_errors=True)
+            warnings.warn(f"trial {trial.trial_id}: its predictions were not stored in MLflow ({describe(exc)})",
+                          stacklevel=1)
+            return
+        self._start(trial)
+        self.writer.put(RunArtifact(trial.trial_id, folder / PREDICTIONS_FILE, folder, "predictions_error"))
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        with self._failing_runs():
-            run_id = self._run_for(trial)
-            tags = end_tags(self._last_epoch.get(trial.trial_id, 0), self.epochs, failed)
-            if failed and trial.error_file and Path(trial.error_file).is_file():
-                tags["error"] = error_line(Path(trial.error_file).read_text())
-            for k, v in tags.items():
-                self.client.set_tag(run_id, k, v)
-            status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
-            self.client.set_terminated(run_id, status)
-            self._open.discard(run_id)
-
-    @contextlib.contextmanager
-    def _failing_runs(self) -> Iterator[None]:
-        """When the logger itself fails (Tune then stops the experiment), every run it opened and did
-        not end is ended FAILED with the logger's error, instead of staying RUNNING."""
-        try:
-            yield
-        except Exception as exc:
-            why = f"the MLflow logger failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            for run_id in list(self._open):
-                try:
-                    self.client.set_tag(run_id, "error", why)
-                    self.client.set_terminated(run_id, "FAILED")
-                except Exception:  # noqa: BLE001 - the store itself may be what failed
-                    pass
-            raise
+        self._start(trial)
+        error = None
+        if failed and trial.error_file and Path(trial.error_file).is_file():
+            error = error_line(Path(trial.error_file).read_text())
+        self.writer.put(RunEnd(trial.trial_id, self.epochs, failed, error))
 
 
 def log_epoch(client: MlflowClient, run_id: str, result: dict, epoch: int,
@@ -303,11 +289,6 @@ def log_epoch(client: MlflowClient, run_id: str, result: dict, epoch: int,
     metrics = [Metric(k, v, now, epoch) for k, v in numeric_metrics(result).items()]
     for i in range(0, len(metrics), 200):
         client.log_batch(run_id, metrics=metrics[i:i + 200], tags=(tags or []) if i == 0 else [])
-
-
-def end_tags(epochs_run: int, epochs: int, failed: bool) -> dict[str, str]:
-    """The tags a trial's run gets when it ends."""
-    return {"stopped_early": str(not failed and epochs_run < epochs).lower(), "epochs_run": str(epochs_run)}
 
 
 def error_line(text: str) -> str:

@@ -9,6 +9,7 @@ travels to the trial, to MLflow's params and to the search summary is the valida
 from __future__ import annotations
 
 import copy
+import time
 
 import ray
 from ray import tune
@@ -20,7 +21,8 @@ from trainables.train import run
 
 
 def tune_trainable(config: dict, data: ImageArrays | None = None, view=None) -> None:
-    """Run one trial inside Tune: report each epoch with its checkpoint, resume from Tune's.
+    """Run one trial inside Tune: report each epoch with its checkpoint (and ``reported_at``, the
+    report's time in epoch seconds: MLflow's timestamp of the epoch's metrics), resume from Tune's.
     ``view`` maps the phase's Tune config to ``(strategy, trial config)``."""
     if view is not None:
         config = view(config)[1]
@@ -28,7 +30,7 @@ def tune_trainable(config: dict, data: ImageArrays | None = None, view=None) -> 
 
     def report(metrics: dict, checkpoint_dir: str | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report({**metrics, "node_id": node}, checkpoint=checkpoint)
+        tune.report({**metrics, "node_id": node, "reported_at": time.time()}, checkpoint=checkpoint)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
