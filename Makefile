@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: study test test-fast tools bench tracking-server clean
-# System tools the tests drive: Debian's chromium (browser tests) and docker-compose (validates
-# docker/compose.yaml). `make test` installs the missing ones (as root, or with passwordless sudo);
+# System tools the tests drive, as command:Debian package: chromium (browser tests), docker-compose
+# (validates docker/compose.yaml) and PostgreSQL's server (Optuna's search.storage, the driver-scale
+# benchmark). `make test` installs the missing ones (as root, or with passwordless sudo);
 # STUDY_ALLOW_MISSING_TOOLS=1 skips the tests that need them instead.
-TOOLS := chromium docker-compose
+TOOLS := chromium:chromium docker-compose:docker-compose pg_ctlcluster:postgresql
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ test: $(STAMP) tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=10
 
 tools:
-	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -z "$$missing" ] || [ "$$STUDY_ALLOW_MISSING_TOOLS" = 1 ]; then exit 0; fi; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \

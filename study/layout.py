@@ -65,8 +65,11 @@ def report_dir(spec: StudySpec) -> Path:
 
 
 def optuna_storage_uri(spec: StudySpec) -> str:
-    """Optuna's study database beside MLflow's SQLite file (both use alembic, so not inside it),
-    or in the study folder when MLflow is a server; ``optuna-dashboard <uri>`` opens it."""
+    """Optuna's study database: ``search.storage`` (PostgreSQL on a cluster), else a SQLite file
+    beside MLflow's (both use alembic, so not inside it), or in the study folder when MLflow is a
+    server; ``optuna-dashboard <uri>`` opens it."""
+    if spec.search.storage:
+        return spec.search.storage
     if spec.tracking.uri.startswith("sqlite:///"):
         db = Path(spec.tracking.uri.removeprefix("sqlite:///")).resolve()
         return f"sqlite:///{db.with_name(db.stem + '-optuna.db')}"
@@ -81,15 +84,24 @@ SQLITE_BUSY_S = 60.0  # how long a write waits for another process's lock on a S
 def optuna_storage(spec: StudySpec):
     """The Optuna storage of the study's searches. On SQLite a write waits up to ``SQLITE_BUSY_S``
     for another process's lock (optuna-dashboard reading the file holds it) instead of failing at
-    once, and a new file's tables are created by one process at a time."""
+    once, and a new file's tables are created by one process at a time. Raises :class:`StudyError`
+    naming the field when it cannot be opened."""
     import optuna
+    import sqlalchemy.exc
 
     from .tracking import sqlite_init_lock
 
     uri = optuna_storage_uri(spec)
     kwargs = {"connect_args": {"timeout": SQLITE_BUSY_S}} if uri.startswith("sqlite:") else {}
-    with sqlite_init_lock(uri):
-        return optuna.storages.RDBStorage(uri, engine_kwargs=kwargs)
+    try:
+        with sqlite_init_lock(uri):
+            return optuna.storages.RDBStorage(uri, engine_kwargs=kwargs)
+    except (ImportError, RuntimeError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        field = "search.storage" if spec.search.storage else "tracking.uri (Optuna's file beside it)"
+        why = str(exc).strip().splitlines()[0][:300]
+        if "table schema" in why:  # alembic's version table is another application's (MLflow's?)
+            why = "the database holds another application's tables (MLflow's?): give Optuna a database of its own"
+        raise StudyError(f"{field}: Optuna cannot open its storage at {uri} ({type(exc).__name__}: {why})") from None
 
 
 def optuna_study_name(spec: StudySpec, strategy: str, phase: str = "search") -> str:

@@ -117,7 +117,7 @@ class MLflowWriter:
         self._last_epoch: dict[str, int] = {}  # trial id -> last epoch the run holds
         self._open: set[str] = set()  # run ids opened and not ended
         self._error: BaseException | None = None
-        self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self._lags: deque[tuple[float, float]] = deque(maxlen=LAG_SAMPLES)  # (written at, lag)
         self.written = 0  # epochs written
         self.calls = 0  # log_batch calls made for epochs
         self._thread = threading.Thread(target=self._loop, name="mlflow-writer", daemon=True)
@@ -155,10 +155,10 @@ class MLflowWriter:
         """Items queued and not written yet."""
         return self._queue.unfinished_tasks
 
-    def lags(self) -> list[float]:
-        """Seconds from a trial's report to its epoch's row in MLflow, for the most recent epochs
-        written (at most ``LAG_SAMPLES``)."""
-        return list(self._lags)
+    def lags(self, since: float = 0.0) -> list[float]:
+        """Seconds from a trial's report to its epoch's row in MLflow, for the epochs written after
+        ``since`` (epoch seconds) among the most recent ``LAG_SAMPLES``."""
+        return [lag for written, lag in list(self._lags) if written >= since]
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -239,7 +239,7 @@ class MLflowWriter:
         if matrices:
             self._call(self.client.log_dict, run_id, matrices, "confusion_matrices.json")
         now = time.time()
-        self._lags.extend(now - r.reported_at for r in results)
+        self._lags.extend((now, now - r.reported_at) for r in results)
         self.written += len(results)
 
     def _artifact(self, item: RunArtifact) -> None:

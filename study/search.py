@@ -126,6 +126,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
     spec.check_searchable()
     check_tracking_uri(spec.tracking.uri)
     check_writable(spec)
+    optuna_storage(spec)  # Optuna's storage opens (its tables created), before Ray starts
     if note := spec.search.random_search_note():
         print(note, file=sys.stderr)
     tracker = StudyTracker.of(spec)
@@ -149,7 +150,7 @@ def run_search(spec: StudySpec, resume: bool = False, fresh: bool = False,
             run_ssl_stages(spec, arrays, tracker)
             for k, path, samples in todo:
                 runner.fit(path, samples * n,
-                           lambda trainable, k=k, path=path, samples=samples: _tuner(
+                           lambda trainable, k=k, path=path, samples=samples: search_tuner(
                                spec.with_search_seed(k), trainable, parents[k], tracker, path, samples, phases[k]),
                            resume=True, resume_errored=False,
                            interrupted_message=f"study {spec.name!r} was interrupted during its search; its "
@@ -255,10 +256,21 @@ def _prepare_tracking(spec: StudySpec, arrays: ImageArrays, tracker: StudyTracke
     return parents
 
 
-def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTracker, path: str,
-           samples: int, phase: str) -> tune.Tuner:
+def search_callbacks(spec: StudySpec, parents: dict[str, str], tracker: StudyTracker, samples: int,
+                     phase: str) -> tuple[MLflowTrialLogger, Progress]:
+    """The search's Tune callbacks: its MLflow logger and its progress display."""
+    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
+                               {"study": spec.name, "phase": phase, "search_seed": str(spec.search.seed)},
+                               spec.epochs, VIEW)
+    return logger, Progress(VIEW, dict.fromkeys(spec.strategies, samples), spec.search.metric, spec.epochs,
+                            mode=spec.search.mode)
+
+
+def search_tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTracker, path: str,
+                 samples: int, phase: str, callbacks: list | None = None) -> tune.Tuner:
     """The Tune experiment at ``path`` (storage/name) of the search ``phase`` (``spec`` carries its
-    search seed) giving each strategy ``samples`` trials."""
+    search seed) giving each strategy ``samples`` trials; ``callbacks`` default to
+    :func:`search_callbacks`."""
     objectives = spec.search.objectives  # several: the searchers get them, the scheduler is FIFO
     metric = objectives or spec.search.metric
     mode = [spec.search.mode] * len(objectives) if objectives else spec.search.mode
@@ -275,10 +287,6 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
                      reduction_factor=spec.scheduler.reduction_factor),
                      list(spec.strategies), spec.search.metric, spec.search.mode)
                  if spec.scheduler.type == "asha" else FIFOScheduler())
-    logger = MLflowTrialLogger(spec.tracking.uri, tracker.experiment_id, parents,
-                               {"study": spec.name, "phase": phase, "search_seed": str(spec.search.seed)},
-                               spec.epochs, VIEW)
-    totals = dict.fromkeys(spec.strategies, samples)
     # Tune queues as many pending trials as its ConcurrencyLimiter allows (else one, for a custom
     # searcher: trial actors would start one after another, each waiting for the last to import torch)
     cap = (spec.search.max_concurrent * len(spec.strategies) if spec.search.max_concurrent
@@ -286,13 +294,12 @@ def _tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: StudyTr
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, max_concurrent_trials=cap,
-                                    num_samples=sum(totals.values()), reuse_actors=True),
+                                    num_samples=samples * len(spec.strategies), reuse_actors=True),
         run_config=tune.RunConfig(
             name=path.rsplit("/", 1)[-1], storage_path=path.rsplit("/", 1)[0], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[logger, Progress(VIEW, totals, spec.search.metric, spec.epochs,
-                                                mode=spec.search.mode)]))
+            callbacks=callbacks or list(search_callbacks(spec, parents, tracker, samples, phase))))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str], phase: str) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -94,6 +95,23 @@ class SearchConfig(StrictModel):
     startup_trials: int | None = Field(None, ge=1)
     seed: int = 0
     max_concurrent: int | None = Field(None, ge=1)
+    storage: str | None = None  # Optuna's storage URI; None: a SQLite file beside MLflow's (or the study's)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        """An SQLAlchemy database URL Optuna's RDB storage takes, without a password (the spec is
+        logged to MLflow: libpq reads ``PGPASSWORD`` or ``~/.pgpass``)."""
+        if v is None:
+            return v
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql"):
+            raise ValueError(f"{v!r} is not a database URL Optuna takes (sqlite:///path.db, "
+                             "postgresql://user@host:5432/db, mysql://user@host/db)")
+        if urlparse(v).password:
+            raise ValueError("holds a password, and the spec is logged to MLflow: leave it out of the URL and "
+                             "set PGPASSWORD (or ~/.pgpass) where the driver runs")
+        return v
 
     @field_validator("startup_trials")
     @classmethod
