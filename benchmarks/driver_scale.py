@@ -22,7 +22,8 @@ past the simulation, so no trial stops and the concurrency holds. At the end eve
 took must be in MLflow exactly once (rows counted in the tracking database). Before each step the
 free memory is checked against what a trial actor took in the step before; the ladder stops with a
 note where the next step would not fit. Also measured: the progress display's cost per result with
-200 trials, and what one Optuna intermediate report costs on each storage.
+200 trials, and what one Optuna intermediate report costs on each storage (plain, and with the
+engine options ``study.layout.optuna_engine_kwargs`` gives).
 
 Usage: python benchmarks/driver_scale.py [--levels 32 64] [--window 15] [--spec PATH]
 The last line printed is one JSON object.
@@ -45,9 +46,11 @@ import optuna
 import ray
 import sqlalchemy
 from _services import LoopbackCluster, mlflow_server, postgres
+from optuna.storages import RDBStorage
 from ray import tune
 from ray.tune.experiment import Trial
 
+from study.layout import optuna_engine_kwargs
 from study.progress import Progress
 from study.runtime import RAY_ENV
 from study.search import VIEW, search_callbacks, search_tuner
@@ -292,11 +295,17 @@ def main() -> None:
             print(f"{kind}: {args.levels} concurrent trials ...", file=sys.stderr, flush=True)
             kind_rows, totals[kind] = run_kind(kind, args, root, args.levels, result, uris, notes)
             rows += kind_rows
+        sqlite_url = f"sqlite:///{root}/optuna-bench.db"
         micro = {"progress_us_per_result_200_trials": progress_cost(),
-                 "optuna_report_ms": {"sqlite": optuna_report_ms(f"sqlite:///{root}/optuna-bench.db"),
-                                      "postgresql": optuna_report_ms(f"{pg}/optuna"),
-                                      "journal": optuna_report_ms(optuna.storages.JournalStorage(
-                                          optuna.storages.journal.JournalFileBackend(str(root / "journal.log"))))}}
+                 "optuna_report_ms": {
+                     "sqlite_plain": optuna_report_ms(sqlite_url),
+                     "sqlite_ours": optuna_report_ms(RDBStorage(sqlite_url, engine_kwargs=optuna_engine_kwargs(
+                         sqlite_url))),
+                     "postgresql_plain": optuna_report_ms(f"{pg}/optuna"),
+                     "postgresql_ours": optuna_report_ms(RDBStorage(f"{pg}/optuna", engine_kwargs=optuna_engine_kwargs(
+                         f"{pg}/optuna"))),
+                     "journal": optuna_report_ms(optuna.storages.JournalStorage(
+                         optuna.storages.journal.JournalFileBackend(str(root / "journal.log"))))}}
 
     print(f"\n{'driver':12s} {'trials':>6s} {'results/s':>9s} {'of':>4s} {'lag p50':>7s} {'lag p99':>7s} "
           f"{'CPU':>5s} {'RSS MB':>6s} {'ramp s':>6s}")
