@@ -12,10 +12,13 @@ from study.spec import StudySpec, load_spec
 
 
 def scratch_spec(path: str, **overrides) -> StudySpec:
-    """The spec with tracking and results redirected into a new temporary folder."""
+    """The spec with tracking and results redirected into a new temporary folder, and one search
+    (its first search seed: the benchmarks measure a search)."""
     root = Path(tempfile.mkdtemp(prefix="bench-study-"))
+    first = load_spec(path).search_seeds[0]
     return load_spec(path, {"tracking": {"uri": f"sqlite:///{root}/mlflow.db"},
-                            "storage_path": str(root / "results"), **overrides})
+                            "storage_path": str(root / "results"),
+                            "repeats": {"search_seeds": [first]}, **overrides})
 
 
 def timed_search(spec: StudySpec) -> tuple[dict, float]:

@@ -8,10 +8,11 @@ size and keys (``trainables.metrics.classification_metrics`` of three classes: v
 per-class recalls, the confusion matrix, their ``best/`` copies, train metrics). Side by side, in
 one run, on the same cluster:
 
-- **bare**: Ray Tune alone: the same trainable, ``BasicVariantGenerator``, no callbacks;
+- **bare**: Ray Tune alone: the same trainable, ``BasicVariantGenerator``, no callbacks but Tune's
+  JSON logger (as ours: ``study.runtime.RAY_ENV`` turns Tune's CSV and TensorBoard loggers off);
 - **sqlite**: our search (``study.search.search_tuner``: the spec, ``StrategySearch`` with one Optuna
   study per strategy, ASHA per strategy, our MLflow logger and progress) with MLflow and Optuna on
-  SQLite files; in each step a second window flushes the logger after every result, which is how
+  SQLite files; at the top step a second window flushes the logger after every result, which is how
   the driver wrote before the background writer (``sync`` rows: the before/after);
 - **server**: our search with a real ``mlflow server`` backed by PostgreSQL (Debian's, started here
   on loopback) and Optuna on the same PostgreSQL (``search.storage``).
@@ -25,7 +26,7 @@ note where the next step would not fit. Also measured: the progress display's co
 200 trials, and what one Optuna intermediate report costs on each storage (plain, and with the
 engine options ``study.layout.optuna_engine_kwargs`` gives).
 
-Usage: python benchmarks/driver_scale.py [--levels 32 64] [--window 15] [--spec PATH]
+Usage: python benchmarks/driver_scale.py [--levels 32 64] [--window 10] [--spec PATH]
 The last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ from _services import LoopbackCluster, mlflow_server, postgres
 from optuna.storages import RDBStorage
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.logger import JsonLoggerCallback
 
 from study.layout import optuna_engine_kwargs
 from study.progress import Progress
@@ -157,7 +159,7 @@ def run_kind(kind: str, args, root: Path, levels: list[int], result: dict, uris:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=top, max_concurrent_trials=top,
                                                                   reuse_actors=True),
                            run_config=tune.RunConfig(name=kind, storage_path=str(root / kind), verbose=0,
-                                                     callbacks=[meter]))
+                                                     callbacks=[meter, JsonLoggerCallback()]))
     else:
         spec = spec_for(args, root / kind, uris["tracking"], uris.get("optuna"), top)
         tracker = StudyTracker.of(spec)
@@ -178,14 +180,18 @@ def run_kind(kind: str, args, root: Path, levels: list[int], result: dict, uris:
     thread = threading.Thread(target=fit, name=f"fit-{kind}")
     thread.start()
     per_actor_mb, before_mb, slots = 200.0, available_mb(), levels[0]
+
+    def short(level: int) -> str | None:
+        """Why the step to ``level`` trials would not fit in memory, or None if it would."""
+        need = (level - slots) * per_actor_mb
+        if available_mb() - need < RESERVE_MB:
+            return (f"{kind}: stopped before {level} trials: {level - slots} more trial actors need about "
+                    f"{need:.0f} MB ({per_actor_mb:.0f} MB each), {available_mb()} MB free")
+        return None
+
     try:
-        for level in levels:
+        for i, level in enumerate(levels):
             if level > slots:
-                need = (level - slots) * per_actor_mb
-                if available_mb() - need < RESERVE_MB:
-                    notes.append(f"{kind}: stopped before {level} trials: {level - slots} more trial actors "
-                                 f"need about {need:.0f} MB ({per_actor_mb:.0f} MB each), {available_mb()} MB free")
-                    break
                 cluster.add_node(resources=slots_flags(level - slots))
                 slots = level
             ramp = time.time()
@@ -193,21 +199,28 @@ def run_kind(kind: str, args, root: Path, levels: list[int], result: dict, uris:
                 time.sleep(0.5)
                 if time.time() - ramp > 600:
                     raise RuntimeError(f"{kind}: only {meter.running} of {level} trials started in 600 s")
-            per_actor_mb = max(per_actor_mb if level == levels[0] else 0, (before_mb - available_mb()) / level)
+            ramp_s = time.time() - ramp
+            per_actor_mb = max(per_actor_mb if i == 0 else 0, (before_mb - available_mb()) / level)
             time.sleep(3)  # the last trials' first reports
-            for sync in ([False, True] if flusher else [False]):
-                if flusher:
-                    flusher.on = sync
-                    time.sleep(2)
-                rows.append(window(kind + (" sync" if sync else ""), level, meter, logger, args.window) |
-                            {"ramp_s": time.time() - ramp})
-            if flusher:
+            rows.append(window(kind, level, meter, logger, args.window) | {"ramp_s": ramp_s})
+            note = short(levels[i + 1]) if i + 1 < len(levels) else None
+            last = i + 1 == len(levels) or note is not None
+            if flusher and last:  # the before/after of the background writer, at the top step
+                flusher.on = True
+                time.sleep(2)
+                rows.append(window(kind + " sync", level, meter, logger, args.window) | {"ramp_s": ramp_s})
                 flusher.on = False
+            if note:
+                notes.append(note)
+            if last:
+                break
     finally:
         stop.touch()
+        ending = time.time()
         thread.join()
         ray.shutdown()
         cluster.stop()
+        print(f"{kind}: {time.time() - ending:.0f} s to end the trials and stop the cluster", file=sys.stderr)
     if failure:
         raise failure[0]
     totals = {"received": len(meter.received), "per_actor_mb": per_actor_mb}
@@ -269,7 +282,7 @@ def optuna_report_ms(storage: str | optuna.storages.BaseStorage, reports: int = 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", type=int, nargs="+", default=[32, 64], help="concurrent trials, in steps")
-    ap.add_argument("--window", type=float, default=15.0, help="seconds counted in each step")
+    ap.add_argument("--window", type=float, default=10.0, help="seconds counted in each step")
     ap.add_argument("--spec", default="search_spaces/thesis_resnet18.yaml")
     ap.add_argument("--kinds", nargs="+", default=["bare", "sqlite", "server"], help="which drivers to run")
     args = ap.parse_args()

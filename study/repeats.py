@@ -14,6 +14,7 @@ import sys
 
 import pyarrow.fs
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 
 from trainables.data import ImageArrays, load_arrays
 from trainables.metric_names import lower_is_better
@@ -103,4 +104,5 @@ def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, 
         run_config=tune.RunConfig(
             name=name, storage_path=tune_storage(spec, REPEAT), verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[logger, progress]))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[logger, progress, JsonLoggerCallback()]))

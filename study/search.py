@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pyarrow.fs
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from trainables.data import ImageArrays, load_arrays
@@ -299,7 +300,7 @@ def search_tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: S
             name=path.rsplit("/", 1)[-1], storage_path=path.rsplit("/", 1)[0], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks or list(search_callbacks(spec, parents, tracker, samples, phase))))
+            callbacks=[*(callbacks or search_callbacks(spec, parents, tracker, samples, phase)), JsonLoggerCallback()]))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str], phase: str) -> None:

@@ -1,8 +1,11 @@
 """The background MLflow writer on a real SQLite store: epochs batched, each written exactly once
-(also after a restore), the queue bounded with back-pressure, a locked database waited for, and the
-logger's flush at Tune's snapshots."""
+(also after a restore), the queue bounded with back-pressure, a locked database waited for, the
+logger's flush at Tune's snapshots, and a writer process that ends with its driver."""
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -118,3 +121,50 @@ def test_the_logger_flushes_at_each_experiment_snapshot(tmp_path):
     logger.log_trial_end(trial)
     logger.on_experiment_end(trials=[trial])
     assert tracker.client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+DRIVER = """
+import os, sys, time
+from study.mlflow_writer import MLflowWriter, EpochResult, RunStart
+writer = MLflowWriter(sys.argv[1], sys.argv[2])
+writer.put(RunStart("t0", "tags.trial_id = 't0'", "run-t0", {"trial_id": "t0"}, {}))
+writer.flush()
+print(writer._process.pid, flush=True)
+sys.stdin.readline()  # the store is locked now
+for n in range(1, 6):
+    writer.put(EpochResult("t0", n, {"epoch": float(n)}, {}, {}, time.time()))
+time.sleep(1.0)  # sent: the writer waits for the lock
+os.kill(os.getpid(), 9)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_drivers_writer_ends_at_once_and_writes_nothing_after(tmp_path):
+    """The writer process must not outlive its driver: a write it finished after the kill could
+    race the resumed study's writer (which reads what the run holds) and log an epoch twice."""
+    db = tmp_path / "m.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.create_experiment("w")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script), f"sqlite:///{db}", exp], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    writer_pid = int(driver.stdout.readline())
+    with locked(db):
+        driver.stdin.write("go\n")
+        driver.stdin.flush()
+        assert driver.wait(timeout=60) == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while running(writer_pid):
+            assert time.monotonic() < deadline, "the writer outlived its driver"
+            time.sleep(0.1)
+    time.sleep(1.0)
+    (run,) = client.search_runs([exp])
+    assert client.get_metric_history(run.info.run_id, "epoch") == []
