@@ -134,10 +134,11 @@ class MLflowWriter:
     def __init__(self, uri: str, experiment_id: str, capacity: int = 10_000) -> None:
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, json.dumps(sys.path), str(theirs.fileno()), uri, experiment_id],
+            [sys.executable, "-c", _CHILD, json.dumps(sys.path), str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), start_new_session=True)
         theirs.close()
         self._conn = Connection(ours.detach())
+        self._conn.send((uri, experiment_id))  # not in its argv, which any local user can read
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
         self._changed = threading.Condition()
         self._capacity = capacity
@@ -266,13 +267,13 @@ class MLflowWriter:
 
 
 def serve() -> None:
-    """The writer process (``sys.argv``: sys.path, the socket's fd, uri, experiment id):
-    write what arrives until the stop item. It ends the moment the driver is gone, mid-call too
+    """The writer process (``sys.argv``: sys.path, the socket's fd; the socket's first message: the
+    tracking URI and the experiment id): write what arrives until the stop item. It ends the moment the driver is gone, mid-call too
     (SQLite rolls back what it had not committed), and ignores Ctrl+C (the driver flushes, then
     stops it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd, uri, experiment_id = int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    conn = Connection(fd)
+    conn = Connection(int(sys.argv[2]))
+    uri, experiment_id = conn.recv()
     items: queue.Queue = queue.Queue()  # bounded by the driver: it sends at most ``capacity`` unwritten items
 
     def receive() -> None:
