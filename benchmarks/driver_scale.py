@@ -23,8 +23,11 @@ past the simulation, so no trial stops and the concurrency holds. At the end eve
 took must be in MLflow exactly once (rows counted in the tracking database). Before each step the
 free memory is checked against what a trial actor took in the step before; the ladder stops with a
 note where the next step would not fit. Also measured: the progress display's cost per result with
-200 trials, and what one Optuna intermediate report costs on each storage (plain, and with the
-engine options ``study.layout.optuna_engine_kwargs`` gives).
+200 trials, what one Optuna intermediate report costs on each storage (plain, and with the
+engine options ``study.layout.optuna_engine_kwargs`` gives), and the background writer with the
+machine to itself (``writer_alone``: no Ray, the top step's trials reporting one epoch a second to
+SQLite and to the server; its lag, then the most epochs/s it writes), which tells the writer's own
+limit apart from the simulation's (whose Ray trial processes alone keep 2 cores busy).
 
 Usage: python benchmarks/driver_scale.py [--levels 32 64] [--window 10] [--spec PATH]
 The last line printed is one JSON object.
@@ -47,17 +50,19 @@ import optuna
 import ray
 import sqlalchemy
 from _services import LoopbackCluster, mlflow_server, postgres
+from mlflow import MlflowClient
 from optuna.storages import RDBStorage
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 
 from study.layout import optuna_engine_kwargs
+from study.mlflow_writer import SERVER_CALLS, EpochResult, MLflowWriter, RunEnd, RunStart
 from study.progress import Progress
 from study.runtime import RAY_ENV
 from study.search import VIEW, search_callbacks, search_tuner
 from study.spec import StudySpec, load_spec
-from study.tracking import MLflowTrialLogger, StudyTracker
+from study.tracking import MLflowTrialLogger, StudyTracker, numeric_metrics
 from study.tune_adapter import SearchView
 from trainables.metrics import classification_metrics
 
@@ -252,6 +257,41 @@ def count_rows(db_url: str) -> dict:
     return {"rows": rows, "distinct": distinct}
 
 
+def writer_alone(uri: str, result: dict, trials: int, seconds: int, backlog: int = 10, artifacts: str | None = None,
+                 server_calls: int = SERVER_CALLS) -> dict:
+    """The background writer with the machine to itself (no Ray, no trial processes): ``trials``
+    runs each reporting one epoch a second for ``seconds``, evenly spread (the lag from report to row:
+    median and p99, after the first 3 s); then ``backlog`` epochs of each run queued at once, timed
+    until written (the most epochs/s it writes when it is behind). ``artifacts``: the experiment's
+    artifact folder (a tracking server keeps its own)."""
+    experiment = MlflowClient(uri).create_experiment(f"writer-alone-{time.time_ns()}", artifact_location=artifacts)
+    writer = MLflowWriter(uri, experiment, server_calls=server_calls)
+    metrics = numeric_metrics(result)
+    matrices = {k: v for k, v in result.items() if isinstance(v, list)}
+    ids = [f"w{i}" for i in range(trials)]
+    for i in ids:
+        writer.put(RunStart(i, f"tags.trial_id = '{i}'", i, {"trial_id": i}, {}))
+    writer.flush()
+    start = time.time()
+    for second in range(seconds):
+        for n, i in enumerate(ids):
+            time.sleep(max(0.0, start + second + n / trials - time.time()))
+            writer.put(EpochResult(i, second + 1, metrics, {}, matrices, time.time()))
+    writer.flush()
+    lags = sorted(writer.lags(since=start + 3))
+    begun = time.time()
+    for epoch in range(seconds + 1, seconds + 1 + backlog):
+        for i in ids:
+            writer.put(EpochResult(i, epoch, metrics, {}, matrices, time.time()))
+    writer.flush()
+    most = trials * backlog / (time.time() - begun)
+    for i in ids:
+        writer.put(RunEnd(i, seconds + backlog))
+    writer.close()
+    return {"lag_p50_s": lags[len(lags) // 2], "lag_p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))],
+            "max_epochs_per_s": most}
+
+
 def progress_cost(trials: int = 200, calls: int = 2000) -> float:
     """Microseconds the progress display takes per result with ``trials`` trials in the experiment."""
     strategies = [f"s{i}" for i in range(8)]
@@ -308,6 +348,11 @@ def main() -> None:
             print(f"{kind}: {args.levels} concurrent trials ...", file=sys.stderr, flush=True)
             kind_rows, totals[kind] = run_kind(kind, args, root, args.levels, result, uris, notes)
             rows += kind_rows
+        top = max(r["level"] for r in rows)
+        alone = {kind: writer_alone(uri, result, top, round(args.window) + 5, artifacts=folder)
+                 for kind, uri, folder in (("sqlite", f"sqlite:///{root}/writer-alone.db", str(root / "alone")),
+                                           ("server", server_url, None))
+                 if kind in args.kinds}
         sqlite_url = f"sqlite:///{root}/optuna-bench.db"
         micro = {"progress_us_per_result_200_trials": progress_cost(),
                  "optuna_report_ms": {
@@ -335,6 +380,9 @@ def main() -> None:
     print(f"progress display: {micro['progress_us_per_result_200_trials']:.0f} us per result with 200 trials; "
           "Optuna intermediate report: " + ", ".join(f"{k} {v:.2f} ms" for k, v in micro["optuna_report_ms"].items()),
           file=sys.stderr)
+    for kind, a in alone.items():
+        print(f"writer alone ({kind}): {top} runs, 1 epoch/s each: lag p50 {a['lag_p50_s']:.2f} s, p99 "
+              f"{a['lag_p99_s']:.2f} s; at most {a['max_epochs_per_s']:.0f} epochs/s", file=sys.stderr)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
@@ -352,6 +400,7 @@ def main() -> None:
         "server_over_bare": round(server / bare, 3) if bare and server else None,
         "p99_lag_s": at("server", "lag_p99_s"), "p99_lag_s_sqlite": at("sqlite", "lag_p99_s"),
         "lost_results": lost, "duplicated_results": duplicated,
+        "writer_alone": {k: {m: round(v, 2) for m, v in a.items()} for k, a in alone.items()},
         "progress_us_per_result_200_trials": round(micro["progress_us_per_result_200_trials"], 1),
         "optuna_report_ms": {k: round(v, 2) for k, v in micro["optuna_report_ms"].items()},
         "levels": args.levels, "window_s": args.window, "wall_s": round(time.time() - began)}))

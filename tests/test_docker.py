@@ -52,7 +52,7 @@ def test_compose_resolves_to_the_stack(resolved):
     assert services["ray-worker"]["deploy"]["replicas"] >= 1
     assert "postgresql://mlflow:not-a-real-secret@postgres:5432/mlflow" in \
         services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
-    assert "--workers=1" in services["mlflow"]["command"]
+    assert "--workers=2" in services["mlflow"]["command"]
     for name in ("ray-head", "ray-worker"):  # one shared volume for storage_path and data
         assert "shared:/shared:rw" in services[name]["volumes"]
         assert services[name]["environment"]["STUDY_STORAGE"].startswith("/shared/")

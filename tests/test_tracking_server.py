@@ -1,13 +1,16 @@
 """A real MLflow tracking server (``study tracking-server``: SQLite backend, served artifacts) on a
 free loopback port, a tiny study logged to it over HTTP, read back over HTTP and in headless Chromium."""
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import require_tool, stop_group, wait_http
 from mlflow import MlflowClient
 
+from study.mlflow_writer import EpochResult, MLflowWriter, RunEnd, RunStart
 from study.search import run_search
 from study.spec import load_spec
 
@@ -48,6 +51,32 @@ def test_a_study_logs_to_the_tracking_server_over_http(served_study):
     parent = next(iter(parents))
     assert {a.path for a in client.list_artifacts(parent)} >= {"spec.json", "summary.json"}
     assert list((root / "art").rglob("spec.json")) and not (root / "mlruns").exists()
+
+
+def test_the_writer_writes_runs_concurrently_over_http_each_epoch_once_in_order(served_study, tmp_path):
+    """Everything queued before the writer process is up arrives as one batch: 8 trials' runs are
+    written ``SERVER_CALLS`` at a time, each run's own calls in order."""
+    uri, _, _ = served_study
+    client = MlflowClient(uri)
+    exp = client.create_experiment("concurrent writes")
+    writer = MLflowWriter(uri, exp)
+    trials = [f"c{i}" for i in range(8)]
+    for n, trial in enumerate(trials):
+        writer.put(RunStart(trial, f"tags.trial_id = '{trial}'", trial, {"trial_id": trial}, {"lr": "0.1"}))
+        for e in range(1, 13 + n):
+            writer.put(EpochResult(trial, e, {"val/loss": 1 / e, "epoch": float(e)}, {}, {"val/confusion_matrix": [[e]]},
+                                   time.time()))
+        writer.put(RunEnd(trial, epochs=20))
+    writer.close()
+    assert writer.written == sum(12 + n for n in range(8))
+    runs = {r.data.tags["trial_id"]: r for r in client.search_runs([exp])}
+    assert sorted(runs) == trials
+    for n, trial in enumerate(trials):
+        run = runs[trial]
+        assert run.info.status == "FINISHED" and run.data.tags["epochs_run"] == str(12 + n)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == list(range(1, 13 + n))
+        path = client.download_artifacts(run.info.run_id, "confusion_matrices.json", str(tmp_path / trial))
+        assert json.loads(Path(path).read_text()) == {"val/confusion_matrix": [[12 + n]]}
 
 
 def chromium_dom(url: str, profile) -> str:
