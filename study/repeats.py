@@ -19,6 +19,7 @@ from ray.tune.logger import JsonLoggerCallback
 from trainables.data import ImageArrays, load_arrays
 from trainables.metric_names import lower_is_better
 
+from .checkpoints import CheckpointRetention
 from .layout import check_writable, repeat_plan_file, tune_storage
 from .preflight import check_data
 from .progress import Progress
@@ -104,5 +105,5 @@ def _grid(spec: StudySpec, trainable, name: str, pairs: list, view: RepeatView, 
         run_config=tune.RunConfig(
             name=name, storage_path=tune_storage(spec, REPEAT), verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[logger, progress, JsonLoggerCallback()]))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointRetention deletes them
+            callbacks=[logger, progress, JsonLoggerCallback(), CheckpointRetention()]))

@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from trainables.data import ImageArrays, load_arrays
 
+from .checkpoints import CheckpointRetention
 from .errors import StudyError
 from .layout import (
     check_writable,
@@ -299,8 +300,9 @@ def search_tuner(spec: StudySpec, trainable, parents: dict[str, str], tracker: S
         run_config=tune.RunConfig(
             name=path.rsplit("/", 1)[-1], storage_path=path.rsplit("/", 1)[0], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[*(callbacks or search_callbacks(spec, parents, tracker, samples, phase)), JsonLoggerCallback()]))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointRetention deletes them
+            callbacks=[*(callbacks or search_callbacks(spec, parents, tracker, samples, phase)), JsonLoggerCallback(),
+                       CheckpointRetention()]))
 
 
 def _drop_orphan_runs(tracker: StudyTracker, trial_ids: set[str], phase: str) -> None:
