@@ -234,6 +234,11 @@ def run_kind(kind: str, args, root: Path, levels: list[int], result: dict, uris:
     return rows, totals
 
 
+def lag_quantiles(lags: list[float]) -> dict:
+    """Median and p99 of sorted lags (seconds)."""
+    return {"lag_p50_s": lags[len(lags) // 2], "lag_p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))]}
+
+
 def window(kind: str, level: int, meter: Meter, logger: MLflowTrialLogger | None, seconds: float) -> dict:
     start, cpu = time.time(), time.process_time()
     time.sleep(seconds)
@@ -243,7 +248,7 @@ def window(kind: str, level: int, meter: Meter, logger: MLflowTrialLogger | None
     row = {"kind": kind, "level": level, "results_per_s": results / (end - start),
            "driver_cpu": (time.process_time() - cpu) / (end - start), "rss_mb": rss_mb()}
     if lags:
-        row |= {"lag_p50_s": lags[len(lags) // 2], "lag_p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))]}
+        row |= lag_quantiles(lags)
     return row
 
 
@@ -288,8 +293,7 @@ def writer_alone(uri: str, result: dict, trials: int, seconds: int, backlog: int
     for i in ids:
         writer.put(RunEnd(i, seconds + backlog))
     writer.close()
-    return {"lag_p50_s": lags[len(lags) // 2], "lag_p99_s": lags[min(len(lags) - 1, int(0.99 * len(lags)))],
-            "max_epochs_per_s": most}
+    return lag_quantiles(lags) | {"max_epochs_per_s": most}
 
 
 def progress_cost(trials: int = 200, calls: int = 2000) -> float:

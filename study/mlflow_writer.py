@@ -339,7 +339,7 @@ class _Store:
 
     def write(self, items: list) -> None:
         """Write ``items``: each trial's in order, its consecutive epochs in as few calls as possible;
-        different trials' concurrently on a tracking server. Raises the first failure, once every
+        different trials' concurrently on a tracking server. Raises a trial's failure once every
         trial's writes have ended."""
         by_trial: dict[str, list] = {}
         for item in items:
@@ -348,10 +348,10 @@ class _Store:
             for trial_items in by_trial.values():
                 self._write_trial(trial_items)
             return
-        done, _ = wait([self._pool.submit(self._write_trial, trial_items) for trial_items in by_trial.values()])
-        for future in done:
-            if future.exception() is not None:
-                raise future.exception()
+        futures = [self._pool.submit(self._write_trial, trial_items) for trial_items in by_trial.values()]
+        wait(futures)
+        for future in futures:
+            future.result()
 
     def _write_trial(self, items: list) -> None:
         """One trial's items, in order."""
